@@ -1,0 +1,21 @@
+"""edgevit-paddle: EdgeViT and light-weight vision transformers in PaddlePaddle."""
+import warnings
+
+# Paddle warns on import when ccache (a C++ build cache) is missing; it is irrelevant to everything here.
+warnings.filterwarnings("ignore", message="No ccache found")
+
+try:
+    import paddle  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "edgevit_paddle needs PaddlePaddle, which is installed separately: `pip install paddlepaddle==3.3.1` (CPU) "
+        "or the paddlepaddle-gpu wheel for your CUDA version (see README, 'GPU') — never both") from e
+
+from .models import (EdgeViT, EdgeViT_S, EdgeViT_XS, EdgeViT_XXS, ViT, ViTBN, ViTBNFFN,  # noqa: F401
+                     VisionTransformer)
+from .registry import create_model, list_models, model_entrypoint, register_model  # noqa: F401
+
+__version__ = "0.1.0"
+
+__all__ = ["create_model", "list_models", "model_entrypoint", "register_model", "EdgeViT", "EdgeViT_XXS",
+           "EdgeViT_XS", "EdgeViT_S", "VisionTransformer", "ViT", "ViTBNFFN", "ViTBN", "__version__"]

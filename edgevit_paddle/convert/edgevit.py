@@ -1,0 +1,108 @@
+"""Load the EdgeViT authors' PyTorch ``state_dict`` into our ``norm="ln", ffn="linear"`` model.
+
+Key mapping (authors' -> ours): ``patch_embed{i}.`` -> ``stages.{i-1}.patch_embed.``,
+``blocks{i}.{j}.LocalAgg.`` -> ``stages.{i-1}.blocks.{j}.local_agg.``, ``...SelfAttn.`` -> ``...self_attn.``,
+``attn.LocalProp.`` -> ``attn.local_prop.``, BatchNorm ``running_mean``/``running_var`` -> ``_mean``/``_variance``
+(``num_batches_tracked`` has no Paddle counterpart and is dropped). Linear weights are transposed ([out, in] in
+PyTorch, [in, out] in Paddle); convolution and transposed-convolution weights have the same layout in both.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, Mapping, Union
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+_RULES = [
+    (re.compile(r"^patch_embed(\d)\."), lambda m: f"stages.{int(m.group(1)) - 1}.patch_embed."),
+    (re.compile(r"^blocks(\d)\.(\d+)\.LocalAgg\."), lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.local_agg."),
+    (re.compile(r"^blocks(\d)\.(\d+)\.SelfAttn\."), lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.self_attn."),
+    (re.compile(r"\.attn\.LocalProp\."), lambda m: ".attn.local_prop."),
+    (re.compile(r"\.running_mean$"), lambda m: "._mean"),
+    (re.compile(r"\.running_var$"), lambda m: "._variance"),
+]
+
+
+def map_original_key(key: str) -> str:
+    """Our parameter name for one of the authors' ``state_dict`` keys."""
+    for pattern, repl in _RULES:
+        key = pattern.sub(repl, key)
+    return key
+
+
+def read_state_dict(src: Union[str, os.PathLike, Mapping]) -> Dict[str, np.ndarray]:
+    """Arrays by original key from a ``.pth``/``.pt`` file (needs torch), an ``.npz`` file or a dict of arrays.
+
+    Entries whose names start with ``__`` (reference outputs stored beside the weights) are ignored.
+    """
+    if isinstance(src, Mapping):
+        items = dict(src)
+    else:
+        path = os.fspath(src)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no weights file at '{path}': give a .pth/.pt or .npz of the authors' state_dict")
+        if path.endswith(".npz"):
+            with np.load(path) as data:
+                items = {k: data[k] for k in data.files}
+        elif path.endswith((".pth", ".pt", ".bin")):
+            try:
+                import torch
+            except ImportError as e:
+                raise ImportError(f"reading '{path}' needs torch (`pip install torch`); or save the state_dict as "
+                                  "an .npz of numpy arrays") from e
+            items = torch.load(path, map_location="cpu", weights_only=True)
+            for wrapper in ("model", "state_dict", "model_ema"):
+                if isinstance(items, Mapping) and wrapper in items and isinstance(items[wrapper], Mapping):
+                    items = items[wrapper]
+                    break
+        else:
+            raise ValueError(f"unknown weights format '{path}': expected .pth, .pt or .npz")
+    out = {}
+    for k, v in items.items():
+        if k.startswith("__"):
+            continue
+        out[k] = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+    return out
+
+
+def load_original(model: nn.Layer, src: Union[str, os.PathLike, Mapping]) -> nn.Layer:
+    """Load the authors' EdgeViT weights into ``model`` (built with ``norm="ln", ffn="linear"``) and return it.
+
+    Raises:
+        ValueError: the model is not the original configuration, or keys are missing/unexpected, or shapes differ
+            (every problem is listed).
+    """
+    norm, ffn = getattr(model, "norm_name", None), getattr(model, "ffn_name", None)
+    if (norm, ffn) != ("ln", "linear"):
+        raise ValueError(f"the authors' weights fit the original configuration only: build the model with "
+                         f"norm='ln', ffn='linear' (got norm={norm!r}, ffn={ffn!r})")
+    source = {map_original_key(k): v for k, v in read_state_dict(src).items()
+              if not k.endswith("num_batches_tracked")}
+    target = model.state_dict()
+    linear_weights = {f"{name}.weight" for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)}
+
+    missing = sorted(set(target) - set(source))
+    unexpected = sorted(set(source) - set(target))
+    mismatched, converted = [], {}
+    for key in sorted(set(source) & set(target)):
+        value = source[key].T if key in linear_weights else source[key]
+        want = list(target[key].shape)
+        if list(value.shape) != want:
+            mismatched.append(f"{key}: weights {list(value.shape)} vs model {want}")
+        else:
+            converted[key] = np.ascontiguousarray(value).astype(target[key].numpy().dtype)
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched)}")
+    if problems:
+        raise ValueError("the weights do not fit this model — " + " | ".join(problems) +
+                         " (is it the right preset, and num_classes/in_chans as in the weights?)")
+    model.set_state_dict({k: paddle.to_tensor(v) for k, v in converted.items()})
+    return model

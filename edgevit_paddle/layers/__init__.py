@@ -1,0 +1,13 @@
+"""Building blocks shared by every model family, each written once."""
+from .attention import Attend, count_attend_macs, merge_heads, split_heads
+from .drop import DropPath, drop_path
+from .mlp import FFNS, Mlp, get_ffn_layer
+from .norm import NORMS, GroupNorm2d, GroupNormTokens, LayerNorm2d, check_choice, get_norm_layer
+from .patch_embed import PatchEmbed
+from .weight_init import init_torch_style, mark_as_linear, trunc_normal_
+
+__all__ = [
+    "Attend", "count_attend_macs", "merge_heads", "split_heads", "DropPath", "drop_path", "FFNS", "Mlp",
+    "get_ffn_layer", "NORMS", "GroupNorm2d", "GroupNormTokens", "LayerNorm2d", "check_choice", "get_norm_layer",
+    "PatchEmbed", "init_torch_style", "mark_as_linear", "trunc_normal_",
+]

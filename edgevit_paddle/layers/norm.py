@@ -1,0 +1,78 @@
+"""Normalisation layers behind the ``norm`` switch, for NCHW maps and for token (NLC) sequences.
+
+``get_norm_layer(name, layout)`` is the one factory every model builds its norms through. It returns a
+callable ``norm_layer(num_channels)``; blocks receive it and never look at the name.
+"""
+from __future__ import annotations
+
+import difflib
+from functools import partial
+from typing import Callable
+
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+NORMS = ("gn", "ln", "bn")
+LAYOUTS = ("nchw", "nlc")
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of an NCHW map (the original's token LayerNorm)."""
+
+    def forward(self, x):
+        x = x.transpose([0, 2, 3, 1])
+        x = F.layer_norm(x, self._normalized_shape, self.weight, self.bias, self._epsilon)
+        return x.transpose([0, 3, 1, 2])
+
+
+class GroupNorm2d(nn.GroupNorm):
+    """GroupNorm over an NCHW map, built from the channel count first like every other norm here."""
+
+    def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
+        super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NCHW")
+
+
+class GroupNormTokens(nn.GroupNorm):
+    """GroupNorm over a token sequence [B, N, C] (statistics over tokens and the channels of a group)."""
+
+    def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
+        super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NLC")
+
+
+_NORM_CLASSES = {
+    ("gn", "nchw"): GroupNorm2d,
+    ("gn", "nlc"): GroupNormTokens,
+    ("ln", "nchw"): LayerNorm2d,
+    ("ln", "nlc"): nn.LayerNorm,
+    ("bn", "nchw"): nn.BatchNorm2D,
+    ("bn", "nlc"): partial(nn.BatchNorm1D, data_format="NLC"),
+}
+
+
+def check_choice(kind: str, value: str, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a one-line ValueError listing them."""
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), list(choices), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(f"unknown {kind} '{value}'{hint}; valid choices: {', '.join(choices)}")
+    return value
+
+
+def get_norm_layer(name: str, layout: str = "nchw", eps: float = 1e-5, groups: int = 1) -> Callable[[int], nn.Layer]:
+    """Return ``norm_layer(num_channels)`` for a norm name and tensor layout.
+
+    Args:
+        name: ``"gn"`` (GroupNorm), ``"ln"`` (LayerNorm over channels per position) or ``"bn"`` (BatchNorm over
+            channels, statistics over batch and positions).
+        layout: ``"nchw"`` for feature maps, ``"nlc"`` for token sequences.
+        eps: epsilon of the norm.
+        groups: number of groups for GroupNorm (1 = normalise over all channels and positions).
+    """
+    check_choice("norm", name, NORMS)
+    check_choice("layout", layout, LAYOUTS)
+    cls = _NORM_CLASSES[(name, layout)]
+    if name == "gn":
+        if groups < 1:
+            raise ValueError(f"norm_groups must be >= 1, got {groups}")
+        return partial(cls, epsilon=eps, num_groups=groups)
+    return partial(cls, epsilon=eps)

@@ -1,0 +1,25 @@
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+REFERENCE = os.path.join(SHARED, "reference", "edgevit_xxs_official_ref.npz")
+DATA = os.path.join(SHARED, "data")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    paddle.seed(0)
+    np.random.seed(0)
+    paddle.set_device("cpu")
+
+
+@pytest.fixture(scope="session")
+def reference():
+    if not os.path.isfile(REFERENCE):
+        pytest.fail(f"reference outputs not found at {REFERENCE}: CI runs with ../shared beside the repo")
+    with np.load(REFERENCE) as ref:
+        return {k: ref[k] for k in ref.files}
