@@ -1,5 +1,11 @@
 """edgevit-paddle: EdgeViT and light-weight vision transformers in PaddlePaddle."""
+import os
 import warnings
+
+# MKL (bundled with Paddle's CPU wheel) takes a slow generic path on AMD CPUs unless told the CPU type; it must be
+# set before Paddle loads. Measured here (2-core AMD EPYC): the quickstart's training epoch 24.7 s -> 18.8 s, with
+# bit-identical losses. An explicit user setting wins.
+os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
 # Paddle warns on import when ccache (a C++ build cache) is missing; it is irrelevant to everything here.
 warnings.filterwarnings("ignore", message="No ccache found")

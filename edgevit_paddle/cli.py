@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Callable, List, Optional, Sequence
 
 
@@ -13,8 +14,18 @@ class UserError(Exception):
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, KeyError, ImportError, NotADirectoryError)
 
 
+KNOWN_NOISE = ("No ccache found", "When training, we now always track global mean", "To copy construct from a tensor")
+
+
+def quiet_known_warnings() -> None:
+    """Silence Paddle warnings that say nothing to our users (the same list as pytest.ini)."""
+    for text in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=f".*{text}")
+
+
 def run(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> None:
     """Run a tool's ``main`` and turn user-fixable errors into ``error: ...`` on stderr with exit code 2."""
+    quiet_known_warnings()
     try:
         code = main(argv)
     except USER_ERRORS as e:

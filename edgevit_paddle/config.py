@@ -1,0 +1,255 @@
+"""YAML configs: load, ``-o Section.key=value`` overrides, schema check (every key known, every type right) and dump.
+
+Every problem is a ``ConfigError`` (a ``ValueError``) with one line naming the file, the key and the valid choices.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config problem the user can fix; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key: accepted types, default, optional choices and lower bound."""
+
+    types: Tuple[type, ...]
+    default: Any = None
+    choices: Optional[Sequence[Any]] = None
+    minimum: Optional[float] = None
+    required: bool = False
+    nullable: bool = False
+
+
+def F(types, default=None, choices=None, minimum=None, required=False, nullable=None) -> Field:
+    types = types if isinstance(types, tuple) else (types,)
+    return Field(types, default, choices, minimum, required, default is None if nullable is None else nullable)
+
+
+_SPLIT = {
+    "split": F(str, "train"),
+    "batch_size": F(int, 64, minimum=1),
+    "transforms": F(list, None),
+    "shuffle": F(bool, None),
+    "max_samples": F(int, None, minimum=1),
+}
+
+SCHEMA: Dict[str, Any] = {
+    "Global": {
+        "output_dir": F(str, "output"),
+        "run_name": F(str, None),
+        "device": F(str, "cpu", choices=("cpu", "gpu")),
+        "seed": F(int, 42),
+        "epochs": F(int, 10, minimum=1),
+        "log_freq": F(int, 10, minimum=1),
+        "save_freq": F(int, 1, minimum=1),
+        "eval_freq": F(int, 1, minimum=1),
+        "keep_checkpoints": F(int, 2, minimum=1),
+        "use_visualdl": F(bool, True),
+        "sync_bn": F(bool, True),
+        "verbose": F(int, 1, choices=(0, 1, 2)),
+    },
+    "Model": {"name": F(str, required=True), "__any__": True},  # other keys: create_model kwargs
+    "Data": {
+        "dataset": F(str, required=True, choices=("digits", "mnist", "flowers102", "cifar10", "cifar100",
+                                                  "imagefolder")),
+        "root": F(str, None),
+        "image_size": F(int, 224, minimum=8),
+        "channels": F(int, 3, choices=(1, 3)),
+        "num_workers": F(int, 0, minimum=0),
+        "split_seed": F(int, 0),
+        "train_fraction": F(float, 0.8, minimum=0.0),
+        "cache_dir": F(str, None),
+        "Train": dict(_SPLIT),
+        "Eval": {**_SPLIT, "split": F(str, "test")},
+    },
+    "Optimizer": {
+        "name": F(str, "AdamW", choices=("Adam", "AdamW", "Momentum", "SGD")),
+        "lr": F(float, 1e-3, minimum=0.0),
+        "weight_decay": F(float, 0.05, minimum=0.0),
+        "decay_norm_and_bias": F(bool, False),
+        "momentum": F(float, 0.9, minimum=0.0),
+        "beta1": F(float, 0.9, minimum=0.0),
+        "beta2": F(float, 0.999, minimum=0.0),
+        "grad_clip": F(float, None, minimum=0.0),
+        "Scheduler": {
+            "name": F(str, "cosine", choices=("constant", "cosine", "step")),
+            "warmup_epochs": F(float, 0.0, minimum=0.0),
+            "warmup_start_lr": F(float, 0.0, minimum=0.0),
+            "by_epoch": F(bool, False),
+            "min_lr": F(float, 0.0, minimum=0.0),
+            "step_epochs": F(int, 30, minimum=1),
+            "gamma": F(float, 0.1, minimum=0.0),
+        },
+    },
+    "Loss": {
+        "name": F(str, "CrossEntropy", choices=("CrossEntropy",)),
+        "label_smoothing": F(float, 0.0, minimum=0.0),
+    },
+    "Metric": {"topk": F(list, [1, 5])},
+    "AMP": {"level": F(str, "O0", choices=("O0", "O1", "O2"))},
+    "Export": {
+        "image_size": F(int, None, minimum=8),
+        "output_dir": F(str, None),
+        "fold_bn": F(bool, True),
+    },
+    "Infer": {
+        "topk": F(int, 5, minimum=1),
+        "label_file": F(str, None),
+    },
+}
+
+
+def _closest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_value(field: Field, value: Any, where: str, src: str) -> Any:
+    if value is None:
+        if field.required:
+            raise ConfigError(f"{src}: '{where}' is required")
+        if field.nullable or field.default is None:
+            return None
+        raise ConfigError(f"{src}: '{where}' must not be empty (default {field.default!r})")
+    if float in field.types and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if float in field.types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, field.types) and not (isinstance(value, bool) and bool not in field.types)
+    if not ok:
+        names = " or ".join(t.__name__ for t in field.types)
+        raise ConfigError(f"{src}: '{where}' must be {names}, got {type(value).__name__} {value!r}")
+    if field.choices is not None and value not in field.choices:
+        raise ConfigError(f"{src}: '{where}' is {value!r}{_closest(str(value), map(str, field.choices))}; "
+                          f"valid: {', '.join(map(str, field.choices))}")
+    if field.minimum is not None and value < field.minimum:
+        raise ConfigError(f"{src}: '{where}' must be >= {field.minimum}, got {value}")
+    return value
+
+
+def _validate(schema: Dict[str, Any], data: Dict[str, Any], prefix: str, src: str) -> Dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: '{prefix.rstrip('.') or 'the config'}' must be a mapping of keys, "
+                          f"got {type(data).__name__}")
+    free = schema.get("__any__", False)
+    out = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in schema:
+            if free:
+                out[key] = value
+                continue
+            valid = [k for k in schema if k != "__any__"]
+            raise ConfigError(f"{src}: unknown key '{where}'{_closest(str(key), valid)}; valid keys"
+                              f"{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(valid)}")
+        spec = schema[key]
+        out[key] = _validate(spec, value or {}, where + ".", src) if isinstance(spec, dict) else \
+            _check_value(spec, value, where, src)
+    for key, spec in schema.items():
+        if key == "__any__" or key in out:
+            continue
+        if isinstance(spec, dict):
+            out[key] = _validate(spec, {}, f"{prefix}{key}.", src)
+        elif spec.required:
+            raise ConfigError(f"{src}: '{prefix}{key}' is required")
+        else:
+            out[key] = copy.deepcopy(spec.default)
+    return out
+
+
+def _parse_override(text: str) -> Tuple[List[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like Section.key=value, e.g. -o Optimizer.lr=0.0005")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return [p for p in key.strip().split(".") if p], value
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Sequence[str], src: str = "-o") -> Dict[str, Any]:
+    """Set ``Section.key=value`` (dotted paths, list indices) on a raw config dict; values are YAML scalars."""
+    data = copy.deepcopy(data)
+    for text in overrides or []:
+        path, value = _parse_override(text)
+        if len(path) < 2:
+            raise ConfigError(f"override '{text}' must name a section and a key, e.g. -o Global.epochs=5")
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"override '{text}': '{part}' is not an index of the list at "
+                                      f"'{'.'.join(path[:i])}' (0..{len(node) - 1})")
+                node = node[int(part)]
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        last = path[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(f"override '{text}': '{last}' is not an index of that list")
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"override '{text}': '{'.'.join(path[:-1])}' is a value, not a section")
+    return data
+
+
+def validate(data: Dict[str, Any], src: str = "config") -> Dict[str, Any]:
+    """Check every key and type against ``SCHEMA`` and fill defaults; returns the resolved config."""
+    cfg = _validate(SCHEMA, data or {}, "", src)
+    topk = cfg["Metric"]["topk"]
+    if not topk or not all(isinstance(k, int) and k >= 1 for k in topk):
+        raise ConfigError(f"{src}: 'Metric.topk' must be a list of positive integers, e.g. [1, 5]")
+    from .registry import model_entrypoint  # checks the model name with the closest registered names
+    try:
+        model_entrypoint(cfg["Model"]["name"])
+    except ValueError as e:
+        raise ConfigError(f"{src}: Model.name: {e}") from None
+    from .data.transforms import check_transforms
+    for split in ("Train", "Eval"):
+        check_transforms(cfg["Data"][split]["transforms"], f"{src}: Data.{split}.transforms")
+    return cfg
+
+
+def load_config(path: Optional[str], overrides: Sequence[str] = ()) -> Dict[str, Any]:
+    """Read a YAML config, apply ``-o`` overrides and validate. ``path=None`` starts from an empty config."""
+    data: Dict[str, Any] = {}
+    src = path or "config"
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file '{path}' not found: give a path such as configs/quickstart.yaml")
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" at line {mark.line + 1}" if mark else ""
+                raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    cfg = validate(apply_overrides(data, overrides), src)
+    cfg["__source__"] = path
+    return cfg
+
+
+def dump_config(cfg: Dict[str, Any], path: str) -> None:
+    """Write the fully resolved config (what the run actually used) as YAML."""
+    clean = {k: v for k, v in cfg.items() if not k.startswith("__")}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(clean, f, sort_keys=False, default_flow_style=None)
+    os.replace(tmp, path)

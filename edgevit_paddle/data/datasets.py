@@ -1,0 +1,310 @@
+"""Datasets from config, all readable offline from local files.
+
+Paddle's own classes are used wherever they exist (``Flowers``, ``MNIST``, ``Cifar10``/``Cifar100``,
+``DatasetFolder``), always with ``download=False`` and the OpenCV backend; a missing file is an error at open that
+says which files to put where. Every dataset yields ``(image float32 CHW, label int64 [1])`` with 0-based labels.
+
+- ``digits``: scikit-learn's 1,797 real 8x8 handwritten digits (they ship with scikit-learn), upsampled by the
+  transforms; a seeded split (``Data.train_fraction``) gives train/test.
+- ``mnist``: the official files in ``Data.root``; when only the 10,000-image test set is there (as in
+  ``../shared/data/mnist``), a seeded ``train_fraction`` split of it (8,000/2,000 by default), announced at start.
+- ``flowers102``: ``102flowers.tgz``, ``imagelabels.mat``, ``setid.mat`` in ``Data.root``; labels made 0-based.
+  Paddle's splits: ``train`` = 6,149 images (the original ``tstid``), ``valid`` = 1,020, ``test`` = 1,020 (``trnid``).
+  Paddle extracts the archive beside it; when that folder is read-only the files are linked into ``Data.cache_dir``.
+- ``cifar10``/``cifar100``: ``cifar-10-python.tar.gz``/``cifar-100-python.tar.gz`` in ``Data.root``.
+- ``imagefolder``: ``Data.root/<split>/<class>/*.jpg`` (splits ``train`` and ``val`` by default). Unreadable images are
+  listed in one warning and skipped; an empty class folder, or a class missing from one split, is an error.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+from paddle.io import Dataset
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class DataError(ValueError):
+    """A dataset problem the user can fix (missing files, empty classes); one line."""
+
+
+@dataclass
+class DatasetInfo:
+    """What a run prints and records about its data."""
+
+    name: str
+    split: str
+    num_samples: int
+    num_classes: int
+    class_names: List[str] = field(default_factory=list)
+    note: str = ""
+
+    def describe(self) -> str:
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.name} '{self.split}': {self.num_samples} images, {self.num_classes} classes{note}"
+
+
+class LabeledDataset(Dataset):
+    """Wraps a dataset (or arrays) so that items are ``(transform(image), int64 [1] label - label_offset)``."""
+
+    def __init__(self, base: Any, indices: Optional[Sequence[int]] = None, transform: Optional[Callable] = None,
+                 label_offset: int = 0, info: Optional[DatasetInfo] = None):
+        self.base = base
+        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.transform = transform
+        self.label_offset = label_offset
+        self.info = info
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, idx: int):
+        img, label = self.base[self.indices[idx]]
+        if self.transform is not None:
+            img = self.transform(np.asarray(img))
+        img = img.numpy() if hasattr(img, "numpy") else np.asarray(img)
+        return img.astype("float32"), np.array([int(np.asarray(label).reshape(-1)[0]) - self.label_offset], "int64")
+
+
+class _RawDataset:
+    """Indexable (image uint8 HW[C], label) pairs from arrays or a file list."""
+
+    def __init__(self, images: Any, labels: Sequence[int], loader: Optional[Callable] = None):
+        self.images, self.labels, self.loader = images, list(labels), loader
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.loader(self.images[i]) if self.loader else self.images[i]
+        return img, self.labels[i]
+
+
+def read_image(path: str) -> Optional[np.ndarray]:
+    """Decode an image file to uint8 RGB (or grey HW) with OpenCV; None when it cannot be read."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        return None
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3:
+        img = img[:, :, 0]
+    return img
+
+
+def _seeded_split(n: int, fraction: float, seed: int, split: str, labels: Optional[Sequence[int]] = None):
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"Data.train_fraction must be between 0 and 1 (exclusive), got {fraction}")
+    perm = np.random.RandomState(seed).permutation(n)
+    cut = int(round(n * fraction))
+    if split == "train":
+        return sorted(perm[:cut].tolist())
+    if split in ("test", "val", "valid", "eval"):
+        return sorted(perm[cut:].tolist())
+    raise DataError(f"unknown split '{split}' for a seeded split: use 'train' or 'test'")
+
+
+def _require(root: Optional[str], files: Sequence[str], what: str, example: str) -> str:
+    if not root:
+        raise DataError(f"{what} needs Data.root: the folder with {', '.join(files)} (e.g. -o Data.root={example}); "
+                        "nothing is downloaded")
+    missing = [f for f in files if not os.path.isfile(os.path.join(root, f))]
+    if missing:
+        raise DataError(f"{what} files not found in '{root}': put {', '.join(missing)} there "
+                        f"(e.g. -o Data.root={example}); nothing is downloaded")
+    return root
+
+
+def _digits(cfg: Dict[str, Any], split: str, transform):
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    images = np.clip(np.rint(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    idx = _seeded_split(len(images), cfg["train_fraction"], cfg["split_seed"], split)
+    info = DatasetInfo("digits (scikit-learn, 8x8)", split, len(idx), 10, [str(i) for i in range(10)],
+                       f"seeded split {cfg['train_fraction']:.0%}/{1 - cfg['train_fraction']:.0%} of 1,797 "
+                       f"(seed {cfg['split_seed']})")
+    return LabeledDataset(_RawDataset(images, digits.target.tolist()), idx, transform, 0, info)
+
+
+def _mnist(cfg: Dict[str, Any], split: str, transform):
+    from paddle.vision.datasets import MNIST
+    root = cfg["root"]
+    test_files = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    train_files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    _require(root, test_files, "MNIST", "../shared/data/mnist")
+    names = [str(i) for i in range(10)]
+    have_train = all(os.path.isfile(os.path.join(root, f)) for f in train_files)
+    if have_train:
+        files = train_files if split == "train" else test_files
+        base = MNIST(os.path.join(root, files[0]), os.path.join(root, files[1]), mode="train" if split == "train"
+                     else "test", download=False, backend="cv2")
+        info = DatasetInfo("MNIST", split, len(base), 10, names, "official split")
+        return LabeledDataset(base, None, transform, 0, info)
+    base = MNIST(os.path.join(root, test_files[0]), os.path.join(root, test_files[1]), mode="test", download=False,
+                 backend="cv2")
+    raw = _RawDataset([np.asarray(im).reshape(28, 28).astype(np.uint8) for im in base.images],
+                      [int(np.asarray(lbl).reshape(-1)[0]) for lbl in base.labels])
+    idx = _seeded_split(len(raw), cfg["train_fraction"], cfg["split_seed"], split)
+    info = DatasetInfo("MNIST", split, len(idx), 10, names,
+                       f"seeded {cfg['train_fraction']:.0%}/{1 - cfg['train_fraction']:.0%} split of the 10,000-image "
+                       f"test set (seed {cfg['split_seed']}): only the test set is available")
+    return LabeledDataset(raw, idx, transform, 0, info)
+
+
+def _writable_flowers_root(root: str, cache_dir: Optional[str]) -> str:
+    if os.path.isdir(os.path.join(root, "102flowers", "jpg")) or os.access(root, os.W_OK):
+        return root
+    cache = os.path.join(cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "edgevit_paddle"), "flowers102")
+    os.makedirs(cache, exist_ok=True)
+    for name in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
+        link = os.path.join(cache, name)
+        if not os.path.exists(link):
+            os.symlink(os.path.abspath(os.path.join(root, name)), link)
+    return cache
+
+
+def _flowers(cfg: Dict[str, Any], split: str, transform):
+    from paddle.vision.datasets import Flowers
+    files = ["102flowers.tgz", "imagelabels.mat", "setid.mat"]
+    root = _require(cfg["root"], files, "Flowers-102", "../shared/data/flowers102")
+    if split not in ("train", "valid", "test"):
+        raise DataError(f"unknown Flowers-102 split '{split}'; valid: train (6,149 images), valid (1,020), "
+                        "test (1,020)")
+    root = _writable_flowers_root(root, cfg["cache_dir"])
+    base = Flowers(*(os.path.join(root, f) for f in files), mode=split, download=False, backend="cv2")
+    names = [f"class_{i:03d}" for i in range(1, 103)]
+    info = DatasetInfo("Flowers-102", split, len(base), 102, names,
+                       "Paddle's split (train = the original tstid 6,149; test = trnid 1,020); labels 1..102 -> 0..101")
+    return LabeledDataset(_FlowersRGB(base), None, transform, 1, info)
+
+
+class _FlowersRGB:
+    """Paddle's Flowers (cv2 backend) returns float arrays when it has no transform; hand back uint8 RGB."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        img, label = self.base[i]
+        return np.asarray(img).astype(np.uint8), label
+
+
+def _cifar(cfg: Dict[str, Any], split: str, transform, which: str):
+    from paddle.vision.datasets import Cifar10, Cifar100
+    fname = f"cifar-{which[5:]}-python.tar.gz"
+    root = _require(cfg["root"], [fname], which.upper(), "/path/to/cifar")
+    if split not in ("train", "test"):
+        raise DataError(f"unknown {which} split '{split}'; valid: train, test")
+    cls = Cifar10 if which == "cifar10" else Cifar100
+    base = cls(os.path.join(root, fname), mode=split, download=False, backend="cv2")
+    n = 10 if which == "cifar10" else 100
+    names = CIFAR10_CLASSES if n == 10 else [str(i) for i in range(n)]
+    info = DatasetInfo(which.upper(), split, len(base), n, names, "official split")
+    return LabeledDataset(_CifarRGB(base), None, transform, 0, info)
+
+
+class _CifarRGB(_FlowersRGB):
+    """Paddle's Cifar (cv2 backend) yields CHW-flattened rows: hand back HWC uint8."""
+
+    def __getitem__(self, i: int):
+        img, label = self.base.data[i]
+        return np.reshape(img, [3, 32, 32]).transpose([1, 2, 0]).astype(np.uint8), label
+
+
+def _class_dirs(path: str) -> List[str]:
+    return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
+
+
+def _imagefolder(cfg: Dict[str, Any], split: str, transform):
+    root = cfg["root"]
+    if not root or not os.path.isdir(root):
+        raise DataError(f"image folder '{root}' not found: set Data.root to a folder with train/<class>/... and "
+                        "val/<class>/...")
+    path = os.path.join(root, split)
+    if not os.path.isdir(path):
+        have = ", ".join(_class_dirs(root)) or "nothing"
+        raise DataError(f"image folder split '{split}' not found: expected '{path}' with one subfolder per class "
+                        f"(found: {have}); set Data.Train.split / Data.Eval.split")
+    classes = _class_dirs(path)
+    if not classes:
+        raise DataError(f"no class folders in '{path}': expected {path}/<class>/<image>")
+    other = "val" if split == "train" else "train"
+    other_path = os.path.join(root, other)
+    if os.path.isdir(other_path):
+        other_classes = _class_dirs(other_path)
+        if set(other_classes) != set(classes):
+            diff = sorted(set(classes) ^ set(other_classes))
+            raise DataError(f"classes differ between '{split}' and '{other}' in '{root}': {', '.join(diff)} "
+                            "present in only one; every class needs a folder in both")
+    files, labels, bad, empty = [], [], [], []
+    from tqdm import tqdm
+    entries = []
+    for label, cls in enumerate(classes):
+        cls_files = []
+        for dirpath, _, names in os.walk(os.path.join(path, cls)):
+            cls_files += [os.path.join(dirpath, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS)]
+        if not cls_files:
+            empty.append(cls)
+        entries += [(f, label) for f in sorted(cls_files)]
+    if empty:
+        raise DataError(f"empty class folder(s) in '{path}': {', '.join(empty)}; add images or remove the folder")
+    for f, label in tqdm(entries, desc=f"checking {split} images", disable=len(entries) < 2000, leave=False):
+        if read_image(f) is None:
+            bad.append(f)
+        else:
+            files.append(f)
+            labels.append(label)
+    if bad:
+        shown = ", ".join(os.path.relpath(b, root) for b in bad[:20]) + (" ..." if len(bad) > 20 else "")
+        warnings.warn(f"skipping {len(bad)} unreadable image(s) in '{path}': {shown}")
+    info = DatasetInfo(f"image folder {root}", split, len(files), len(classes), classes,
+                       f"{len(bad)} unreadable skipped" if bad else "")
+    return LabeledDataset(_RawDataset(files, labels, read_image), None, transform, 0, info)
+
+
+_BUILDERS = {
+    "digits": _digits,
+    "mnist": _mnist,
+    "flowers102": _flowers,
+    "cifar10": lambda cfg, split, t: _cifar(cfg, split, t, "cifar10"),
+    "cifar100": lambda cfg, split, t: _cifar(cfg, split, t, "cifar100"),
+    "imagefolder": _imagefolder,
+}
+
+
+def build_dataset(data_cfg: Dict[str, Any], split_section: str) -> LabeledDataset:
+    """The dataset of ``Data.<split_section>`` (``"Train"`` or ``"Eval"``) with its transforms."""
+    from .transforms import build_transforms, default_transforms
+    section = data_cfg[split_section]
+    train = split_section == "Train"
+    name = data_cfg["dataset"]
+    spec = section["transforms"]
+    if spec is None:
+        grey = name in ("digits", "mnist")
+        spec = default_transforms(data_cfg["image_size"], train, *(([0.5], [0.5]) if grey and data_cfg["channels"] == 1
+                                                                  else ([0.5] * 3, [0.5] * 3) if grey else ()),
+                                  flip=not grey)
+    transform = build_transforms(spec, data_cfg["channels"], f"Data.{split_section}.transforms")
+    ds = _BUILDERS[name](data_cfg, section["split"], transform)
+    limit = section.get("max_samples")
+    if limit and limit < len(ds):  # a seeded subset, for quick experiments and smoke tests
+        keep = np.random.RandomState(data_cfg["split_seed"]).permutation(len(ds))[:limit]
+        ds.indices = [ds.indices[i] for i in sorted(keep)]
+        ds.info.num_samples = len(ds.indices)
+        ds.info.note = (ds.info.note + "; " if ds.info.note else "") + f"first {limit} of a seeded shuffle"
+    return ds

@@ -1,0 +1,99 @@
+"""Transforms from config: a list of one-key dicts naming ``paddle.vision.transforms`` classes.
+
+Images reach the transforms as HWC uint8 NumPy arrays in RGB order (OpenCV backend), so ``Resize`` and friends run
+through OpenCV, the same code the inference predictor uses.
+
+    transforms:
+      - Resize: {size: 146}
+      - CenterCrop: {size: 128}
+      - ToTensor: {}
+      - Normalize: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import paddle.vision.transforms as T
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+ALLOWED = ("Resize", "CenterCrop", "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "RandomVerticalFlip",
+           "RandomRotation", "ColorJitter", "Pad", "RandomErasing", "ToTensor", "Normalize")
+
+
+class ToChannels:
+    """Make an HW / HWC uint8 image have ``channels`` channels (grey -> RGB by copying, RGB(A) -> grey by weights)."""
+
+    def __init__(self, channels: int = 3):
+        self.channels = channels
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        img = np.asarray(img)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        if img.shape[2] == 4:
+            img = img[:, :, :3]
+        if img.shape[2] == self.channels:
+            return img
+        if self.channels == 3:
+            return np.repeat(img, 3, axis=2)
+        grey = img[:, :, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.clip(np.rint(grey), 0, 255).astype(img.dtype)[:, :, None]
+
+    def __repr__(self) -> str:
+        return f"ToChannels({self.channels})"
+
+
+def _entry(item: Any, where: str):
+    from ..config import ConfigError
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ConfigError(f"{where}: each transform must be a one-key mapping such as '- Resize: {{size: 128}}', "
+                          f"got {item!r}")
+    name, args = next(iter(item.items()))
+    if name not in ALLOWED:
+        close = difflib.get_close_matches(str(name), ALLOWED, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{where}: unknown transform '{name}'{hint}; valid: {', '.join(ALLOWED)}")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"{where}: arguments of {name} must be a mapping, e.g. {{size: 128}}, got {args!r}")
+    valid = [p for p in inspect.signature(getattr(T, name).__init__).parameters if p not in ("self", "keys")]
+    bad = [k for k in args if k not in valid]
+    if bad:
+        raise ConfigError(f"{where}: {name} has no argument '{bad[0]}'; valid: {', '.join(valid)}")
+    return name, args
+
+
+def check_transforms(spec: Optional[Sequence[Any]], where: str) -> None:
+    """Validate a transforms list without building it (names and argument names)."""
+    for item in spec or []:
+        _entry(item, where)
+
+
+def build_transforms(spec: Optional[Sequence[Dict[str, Any]]], channels: int, where: str = "transforms"):
+    """Compose ``ToChannels(channels)`` and the configured transforms."""
+    from ..config import ConfigError
+    ops: List[Any] = [ToChannels(channels)]
+    for item in spec or []:
+        name, args = _entry(item, where)
+        args = {k: tuple(v) if isinstance(v, list) and k in ("size", "scale", "ratio") else v for k, v in args.items()}
+        try:
+            ops.append(getattr(T, name)(**args))
+        except (TypeError, ValueError, AssertionError) as e:
+            raise ConfigError(f"{where}: bad arguments for {name} {args}: {e}") from None
+    return T.Compose(ops)
+
+
+def default_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip: bool = True):
+    """The transforms used when a config gives none: RandomResizedCrop/flip for training, resize+center crop else."""
+    if train:
+        spec = [{"RandomResizedCrop": {"size": image_size, "scale": [0.35, 1.0]}}]
+        spec += [{"RandomHorizontalFlip": {}}] if flip else []
+    else:
+        spec = [{"Resize": {"size": int(round(image_size / 0.875))}}, {"CenterCrop": {"size": image_size}}]
+    return spec + [{"ToTensor": {}}, {"Normalize": {"mean": list(mean), "std": list(std)}}]

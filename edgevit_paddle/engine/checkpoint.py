@@ -1,0 +1,109 @@
+"""Checkpoints that a kill can never tear: every file is written under a temporary name, then renamed.
+
+A checkpoint ``<dir>/<name>`` is ``<name>.pdparams`` (weights), ``<name>.pdopt`` (optimizer with its LR
+schedule) and ``<name>.json`` (epoch, step, metrics). ``latest.json`` is rewritten last and points at the newest
+complete checkpoint, so resuming always finds a whole one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import paddle
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``paddle.save`` to ``path`` via a temporary file and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    paddle.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(data: Dict[str, Any], path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _rename_keys(state: Dict[str, Any], mapping: Dict[str, str]) -> Dict[str, Any]:
+    """Rename optimizer-state keys ``<param name>_<accumulator>`` through ``mapping`` (nested dicts too)."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            value = _rename_keys(value, mapping)
+        new = mapping.get(key)
+        if new is None:
+            for old, repl in mapping.items():
+                if key.startswith(old + "_"):
+                    new = repl + key[len(old):]
+                    break
+        out[new or key] = value
+    return out
+
+
+def optimizer_state(network, optimizer) -> Dict[str, Any]:
+    """The optimizer's state with accumulators keyed by structured parameter names (``stages.0....weight``).
+
+    Paddle keys them by the parameters' unique internal names (``conv2d_124.w_0``), which depend on how many layers
+    the process created before; structured names make a checkpoint loadable in any process.
+    """
+    mapping = {p.name: f"@{n}" for n, p in network.named_parameters()}
+    return _rename_keys(optimizer.state_dict(), mapping)
+
+
+def load_optimizer_state(network, optimizer, state: Dict[str, Any]) -> None:
+    mapping = {f"@{n}": p.name for n, p in network.named_parameters()}
+    optimizer.set_state_dict(_rename_keys(state, mapping))
+
+
+def load_checkpoint(prefix: str, network, optimizer=None) -> None:
+    """Restore weights (and optimizer with its LR schedule when ``optimizer`` is given) from ``prefix.*``."""
+    network.set_state_dict(load_weights(prefix))
+    if optimizer is not None and os.path.isfile(prefix + ".pdopt"):
+        load_optimizer_state(network, optimizer, paddle.load(prefix + ".pdopt"))
+
+
+def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[str, Any],
+                    update_latest: bool = True) -> str:
+    """Save weights, optimizer and ``state`` as ``ckpt_dir/name.*``; then point ``latest.json`` at it."""
+    os.makedirs(ckpt_dir, exist_ok=True)
+    prefix = os.path.join(ckpt_dir, name)
+    atomic_save(network.state_dict(), prefix + ".pdparams")
+    if optimizer is not None:
+        atomic_save(optimizer_state(network, optimizer), prefix + ".pdopt")
+    atomic_write_json({**state, "checkpoint": name}, prefix + ".json")
+    if update_latest:
+        atomic_write_json({**state, "checkpoint": name}, os.path.join(ckpt_dir, "latest.json"))
+    return prefix
+
+
+def read_latest(ckpt_dir: str) -> Optional[Dict[str, Any]]:
+    path = os.path.join(ckpt_dir, "latest.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_weights(path: str) -> Dict[str, Any]:
+    """Weights from ``x.pdparams`` or a checkpoint prefix ``x``, with a clear error when missing."""
+    file = path if path.endswith(".pdparams") else path + ".pdparams"
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"no weights at '{file}': give a .pdparams file or a checkpoint prefix such as "
+                                "output/<run>/checkpoints/best")
+    return paddle.load(file)
+
+
+def prune(ckpt_dir: str, keep: int, protect=("best", "latest")) -> None:
+    """Delete the oldest ``epoch_<n>`` checkpoints beyond the newest ``keep``."""
+    epochs = sorted({int(f.split("_")[1].split(".")[0]) for f in os.listdir(ckpt_dir)
+                     if f.startswith("epoch_") and f.endswith(".json")})
+    for n in epochs[:-keep] if keep > 0 else []:
+        for ext in (".pdparams", ".pdopt", ".json"):
+            p = os.path.join(ckpt_dir, f"epoch_{n}{ext}")
+            if os.path.exists(p):
+                os.remove(p)

@@ -1,0 +1,87 @@
+"""Optimizer, learning-rate schedule and loss from the ``Optimizer`` and ``Loss`` config sections."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Tuple
+
+import paddle
+import paddle.nn as nn
+
+
+def build_lr(opt_cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
+    """A ``paddle.optimizer.lr`` schedule (per step, or per epoch with ``Scheduler.by_epoch``) with linear warm-up.
+
+    Returns the scheduler (or a float for a constant rate without warm-up) and whether it steps per epoch.
+    """
+    sch = opt_cfg["Scheduler"]
+    by_epoch = sch["by_epoch"]
+    unit = 1 if by_epoch else steps_per_epoch
+    total = max(1, epochs * unit)
+    warmup = int(round(sch["warmup_epochs"] * unit))
+    lr = opt_cfg["lr"]
+    name = sch["name"]
+    if name == "cosine":
+        sched = paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=max(1, total - warmup), eta_min=sch["min_lr"])
+    elif name == "step":
+        sched = paddle.optimizer.lr.StepDecay(lr, step_size=sch["step_epochs"] * unit, gamma=sch["gamma"])
+    else:
+        sched = lr
+    if warmup > 0:
+        sched = paddle.optimizer.lr.LinearWarmup(sched, warmup_steps=warmup, start_lr=sch["warmup_start_lr"],
+                                                 end_lr=lr)
+    return sched, by_epoch
+
+
+def split_decay(model: nn.Layer, decay_norm_and_bias: bool = False):
+    """(params with weight decay, params without): 1-D params (norms, biases) and position/class tokens go without."""
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.stop_gradient:
+            continue
+        if not decay_norm_and_bias and (p.ndim <= 1 or name in skip or name.split(".")[-1] in skip):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return decay, no_decay
+
+
+def build_optimizer(opt_cfg: Dict[str, Any], model: nn.Layer, steps_per_epoch: int, epochs: int
+                    ) -> Tuple[paddle.optimizer.Optimizer, bool]:
+    """The optimizer with its LR schedule; returns it and whether the schedule steps per epoch.
+
+    Weight decay is kept off norms, biases and position tokens: AdamW through ``apply_decay_param_fun``, the
+    L2-regularised optimizers through a zero per-parameter regulariser (``paddle.Model`` cannot take param groups).
+    """
+    lr, by_epoch = build_lr(opt_cfg, steps_per_epoch, epochs)
+    decay, no_decay = split_decay(model, opt_cfg["decay_norm_and_bias"])
+    params = decay + no_decay
+    wd = opt_cfg["weight_decay"]
+    clip = nn.ClipGradByGlobalNorm(opt_cfg["grad_clip"]) if opt_cfg["grad_clip"] else None
+    name = opt_cfg["name"]
+    if name == "AdamW":
+        decay_names = {p.name for p in decay}
+        return paddle.optimizer.AdamW(learning_rate=lr, parameters=params, beta1=opt_cfg["beta1"],
+                                      beta2=opt_cfg["beta2"], weight_decay=wd, grad_clip=clip,
+                                      apply_decay_param_fun=lambda n: n in decay_names), by_epoch
+    for p in no_decay:
+        p.regularizer = paddle.regularizer.L2Decay(0.0)
+    reg = paddle.regularizer.L2Decay(wd) if wd > 0 else None
+    if name == "Adam":
+        opt = paddle.optimizer.Adam(learning_rate=lr, parameters=params, beta1=opt_cfg["beta1"],
+                                    beta2=opt_cfg["beta2"], weight_decay=reg, grad_clip=clip)
+    elif name == "Momentum":
+        opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=opt_cfg["momentum"], parameters=params,
+                                        weight_decay=reg, grad_clip=clip)
+    else:
+        opt = paddle.optimizer.SGD(learning_rate=lr, parameters=params, weight_decay=reg, grad_clip=clip)
+    return opt, by_epoch
+
+
+def build_loss(loss_cfg: Dict[str, Any]) -> nn.Layer:
+    return nn.CrossEntropyLoss(label_smoothing=loss_cfg["label_smoothing"])
+
+
+def current_lr(opt: paddle.optimizer.Optimizer) -> float:
+    lr = opt.get_lr()
+    return float(lr) if not math.isnan(float(lr)) else 0.0

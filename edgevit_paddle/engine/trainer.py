@@ -1,0 +1,289 @@
+"""Config-driven training and evaluation under ``paddle.Model`` (prepare/fit/evaluate)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import time
+import warnings
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+from paddle.static import InputSpec
+
+from ..config import ConfigError, dump_config, load_config
+from ..data import build_dataset
+from ..layers.patch_embed import check_image_input
+from ..registry import create_model
+from .callbacks import RunState, TrainingMonitor, write_metrics
+from .checkpoint import load_checkpoint, load_weights, read_latest
+from .optim import build_loss, build_optimizer
+
+log = logging.getLogger("edgevit_paddle")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def world() -> tuple:
+    """(rank, number of processes) under ``paddle.distributed.launch``; (0, 1) otherwise."""
+    env = paddle.distributed.ParallelEnv()
+    return env.rank, env.world_size
+
+
+def setup_logging(run_dir: Optional[str]) -> None:
+    """Log lines go to stdout and, for the writing process, to ``<run>/train.log``."""
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    out = logging.StreamHandler(sys.stdout)
+    out.setFormatter(fmt)
+    log.addHandler(out)
+    if run_dir:
+        fh = logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+    log.propagate = False
+
+
+def convert_sync_bn(net: nn.Layer, world_size: int, enabled: bool = True) -> nn.Layer:
+    """BatchNorm -> SyncBatchNorm when more than one process trains (statistics over the whole batch)."""
+    has_bn = any(isinstance(m, nn.layer.norm._BatchNormBase) for m in net.sublayers())
+    if enabled and world_size > 1 and has_bn:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    return net
+
+
+def _new_run_dir(output_dir: str, run_name: str) -> str:
+    """``output_dir/run_name``, or ``run_name-2``, ``-3``... when that already holds a run (nothing is overwritten)."""
+    path = os.path.join(output_dir, run_name)
+    n = 1
+    while os.path.exists(path) and os.listdir(path):
+        n += 1
+        path = os.path.join(output_dir, f"{run_name}-{n}")
+    return path
+
+
+def build_network(cfg: Dict[str, Any], num_classes: int) -> nn.Layer:
+    """The model of ``cfg['Model']``; its num_classes and in_chans follow the data unless given and consistent."""
+    kwargs = {k: v for k, v in cfg["Model"].items() if k != "name"}
+    name = cfg["Model"]["name"]
+    if kwargs.get("num_classes") not in (None, num_classes):
+        raise ConfigError(f"Model.num_classes is {kwargs['num_classes']} but the dataset has {num_classes} classes; "
+                          "remove Model.num_classes or make them equal")
+    channels = cfg["Data"]["channels"]
+    if kwargs.get("in_chans") not in (None, channels):
+        raise ConfigError(f"Model.in_chans is {kwargs['in_chans']} but Data.channels is {channels}; make them equal")
+    kwargs.update(num_classes=num_classes, in_chans=channels)
+    try:
+        net = create_model(name, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{cfg.get('__source__') or 'config'}: Model: {e}") from None
+    size = cfg["Data"]["image_size"]
+    check_image_input([1, channels, size, size], channels, getattr(net, "stride", 1), name)
+    return net
+
+
+def _input_specs(cfg: Dict[str, Any]):
+    c, s = cfg["Data"]["channels"], cfg["Data"]["image_size"]
+    return [InputSpec([None, c, s, s], "float32", "x")], [InputSpec([None, 1], "int64", "label")]
+
+
+def _prepare(net: nn.Layer, cfg: Dict[str, Any], optimizer=None) -> paddle.Model:
+    inputs, labels = _input_specs(cfg)
+    model = paddle.Model(net, inputs=inputs, labels=labels)
+    topk = tuple(sorted({min(k, net.num_classes) for k in cfg["Metric"]["topk"]}))
+    amp = None
+    level = cfg["AMP"]["level"]
+    if level != "O0":
+        if cfg["Global"]["device"] == "gpu" and paddle.is_compiled_with_cuda():
+            amp = {"level": level}
+        else:
+            warnings.warn(f"AMP.level={level} needs a GPU; training in float32 on CPU")
+    model.prepare(optimizer, build_loss(cfg["Loss"]), paddle.metric.Accuracy(topk=topk), amp_configs=amp)
+    return model
+
+
+def set_device(device: str) -> None:
+    if device == "gpu" and not paddle.is_compiled_with_cuda():
+        raise ConfigError("Global.device is gpu but this Paddle build has no CUDA: install paddlepaddle-gpu "
+                          "(see README) or use -o Global.device=cpu")
+    paddle.set_device(device)
+
+
+def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
+    """Train as ``cfg`` says; with ``resume`` (a run folder) continue that run. Returns the metrics written."""
+    g = cfg["Global"]
+    set_device(g["device"])
+    rank, world_size = world()
+    write = rank == 0
+    seed_everything(g["seed"] + rank)
+
+    # datasets first: a bad root or split fails before anything is written
+    train_ds = build_dataset(cfg["Data"], "Train")
+    eval_ds = build_dataset(cfg["Data"], "Eval")
+    if train_ds.info.num_classes != eval_ds.info.num_classes:
+        raise ConfigError(f"train and eval data have {train_ds.info.num_classes} and {eval_ds.info.num_classes} "
+                          "classes; they must be equal")
+    net = build_network(cfg, train_ds.info.num_classes)
+    net = convert_sync_bn(net, world_size, g["sync_bn"])
+    batch = cfg["Data"]["Train"]["batch_size"]
+    steps_per_epoch = len(train_ds) // (batch * world_size)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(train_ds)} images): "
+                          "lower it")
+
+    state = RunState(model=dict(cfg["Model"]))
+    if resume:
+        run_dir = resume
+        latest = read_latest(os.path.join(run_dir, "checkpoints"))
+        if latest is None:
+            raise FileNotFoundError(f"nothing to resume in '{run_dir}': no checkpoints/latest.json there")
+        state = RunState.from_dict(latest)
+        _check_same_model(state.model, cfg["Model"], os.path.join(run_dir, "checkpoints", latest["checkpoint"]))
+    else:
+        run_dir = _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
+    if write:
+        os.makedirs(run_dir, exist_ok=True)
+        dump_config(cfg, os.path.join(run_dir, "config.yaml"))
+    setup_logging(run_dir if write else None)
+    print(f"run directory: {run_dir}", flush=True)
+    log.info(f"model {cfg['Model']['name']} {_variant(net)}; {sum(p.numel() for p in net.parameters() if not p.stop_gradient):,} "
+             f"trainable parameters; {world_size} process(es) on {g['device']}")
+    log.info(f"train data: {train_ds.info.describe()}")
+    log.info(f"eval data:  {eval_ds.info.describe()}")
+
+    total_epochs = g["epochs"]
+    remaining = total_epochs - state.epochs_done
+    optimizer, by_epoch = build_optimizer(cfg["Optimizer"], net, steps_per_epoch, total_epochs)
+    model = _prepare(net, cfg, optimizer)
+    if resume:
+        prefix = os.path.join(run_dir, "checkpoints", latest["checkpoint"])
+        load_checkpoint(prefix, net, optimizer)  # weights, optimizer state and LR schedule
+        log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go")
+    if remaining <= 0:
+        log.info(f"nothing to do: {state.epochs_done} of {total_epochs} epochs already done "
+                 "(raise Global.epochs to train longer)")
+        return write_metrics(run_dir, state) if write else {}
+
+    eval_freq = g["eval_freq"]
+    monitor = TrainingMonitor(run_dir, state, total_epochs, lambda e: e % eval_freq == 0, g["save_freq"],
+                              g["keep_checkpoints"], g["use_visualdl"], write, batch)
+    callbacks = [monitor, paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
+    train_loader, eval_loader = _loaders(cfg, train_ds, eval_ds, state.epochs_done)
+    try:
+        model.fit(train_loader, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
+                  verbose=g["verbose"], callbacks=callbacks)
+    except KeyboardInterrupt:
+        prefix = monitor.save_interrupted()
+        monitor.on_train_end()
+        log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
+        raise
+    except Exception:
+        monitor.on_train_end()
+        raise
+    final = None
+    last = state.history[-1]["eval"] if state.history else {}
+    if last.get("acc_top1") is None:  # the last epoch was not evaluated: evaluate the final weights now
+        res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
+                             num_workers=cfg["Data"]["num_workers"])
+        final = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
+    metrics = write_metrics(run_dir, state, final) if write else {}
+    if write:
+        log.info(f"done: final top1 {100 * metrics['final_top1']:.2f}%, best top1 {100 * metrics['best_top1']:.2f}% "
+                 f"(epoch {metrics['best_epoch']}), {metrics['train_seconds']:.0f}s training; results in {run_dir}")
+    return metrics
+
+
+def _loaders(cfg: Dict[str, Any], train_ds, eval_ds, epochs_done: int):
+    """Loaders sharded per process, as ``fit`` would build them, but with a shuffle order that depends on the seed
+    and the absolute epoch, so that a resumed run sees the batches the uninterrupted run would have seen."""
+    d = cfg["Data"]
+    sampler = paddle.io.DistributedBatchSampler(train_ds, d["Train"]["batch_size"],
+                                                shuffle=d["Train"]["shuffle"] is not False, drop_last=True)
+    sampler.set_epoch(cfg["Global"]["seed"] * 10007 + epochs_done)  # the sampler seeds its shuffle with the epoch
+    train_loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=d["num_workers"])
+    eval_sampler = paddle.io.DistributedBatchSampler(eval_ds, d["Eval"]["batch_size"], shuffle=False)
+    eval_loader = paddle.io.DataLoader(eval_ds, batch_sampler=eval_sampler, num_workers=d["num_workers"])
+    return train_loader, eval_loader
+
+
+def _check_same_model(saved: Dict[str, Any], wanted: Dict[str, Any], where: str) -> None:
+    """Refuse weights saved from another model or variant (gn and ln weights even have the same shapes)."""
+    ignore = {"num_classes", "in_chans", "drop_rate", "drop_path_rate", "attn_drop_rate"}
+    diff = sorted(k for k in set(saved) | set(wanted) if k not in ignore and saved.get(k) != wanted.get(k))
+    if saved and diff:
+        pairs = ", ".join(f"Model.{k}: {saved.get(k)!r} in the checkpoint, {wanted.get(k)!r} in the config"
+                          for k in diff)
+        raise ValueError(f"weights '{where}' do not fit this config: {pairs}; use the run's config.yaml")
+
+
+def _variant(net: nn.Layer) -> str:
+    parts = [f"{k}={getattr(net, a)}" for k, a in (("norm", "norm_name"), ("ffn", "ffn_name"),
+                                                    ("ffn_norm", "ffn_norm_name")) if getattr(net, a, None)]
+    return f"({', '.join(parts)})" if parts else ""
+
+
+def _default_run_name(cfg: Dict[str, Any]) -> str:
+    src = cfg.get("__source__")
+    return os.path.splitext(os.path.basename(src))[0] if src else cfg["Model"]["name"]
+
+
+def evaluate(cfg: Dict[str, Any], weights: str) -> Dict[str, float]:
+    """Top-k accuracy and loss of ``weights`` on the eval split of ``cfg``."""
+    set_device(cfg["Global"]["device"])
+    eval_ds = build_dataset(cfg["Data"], "Eval")
+    net = build_network(cfg, eval_ds.info.num_classes)
+    state = load_weights(weights)
+    prefix = weights[:-len(".pdparams")] if weights.endswith(".pdparams") else weights
+    if os.path.isfile(prefix + ".json"):
+        with open(prefix + ".json", encoding="utf-8") as f:
+            _check_same_model(json.load(f).get("model") or {}, cfg["Model"], prefix)
+    own = net.state_dict()
+    bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
+    if bad:
+        raise ValueError(f"weights '{weights}' do not fit {cfg['Model']['name']} {_variant(net)}: missing or "
+                         f"different {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; use the run's config.yaml")
+    net.set_state_dict(state)
+    model = _prepare(net, cfg)
+    t0 = time.time()
+    res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
+                         num_workers=cfg["Data"]["num_workers"])
+    out = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
+    out["seconds"] = round(time.time() - t0, 2)
+    out["images"] = len(eval_ds)
+    out["data"] = eval_ds.info.describe()
+    return out
+
+
+def load_run_config(path: Optional[str], overrides: Sequence[str], resume: Optional[str]) -> Dict[str, Any]:
+    """The config to train with: ``-c`` (default quickstart), or on resume the run's own ``config.yaml``."""
+    if resume and not path:
+        path = os.path.join(resume, "config.yaml")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"'{resume}' is not a run folder (no config.yaml): give the folder "
+                                    "tools/train.py printed, e.g. --resume output/quickstart")
+    return load_config(path, overrides)
+
+
+def resolve_resume(resume: Optional[str], config_path: Optional[str], overrides: Sequence[str]) -> Optional[str]:
+    """``--resume auto``: the newest run of this config's run name under ``Global.output_dir`` that has a checkpoint."""
+    if resume != "auto":
+        return resume
+    cfg = load_config(config_path, overrides)
+    name = cfg["Global"]["run_name"] or _default_run_name(cfg)
+    out = cfg["Global"]["output_dir"]
+    runs = [os.path.join(out, d) for d in (os.listdir(out) if os.path.isdir(out) else [])
+            if (d == name or d.startswith(name + "-")) and read_latest(os.path.join(out, d, "checkpoints"))]
+    if not runs:
+        raise FileNotFoundError(f"--resume auto found no run of '{name}' with a checkpoint in '{out}'")
+    return max(runs, key=lambda p: os.path.getmtime(os.path.join(p, "checkpoints", "latest.json")))

@@ -1,0 +1,92 @@
+"""Config loading: schema check, overrides, defaults, every shipped config valid."""
+import glob
+import os
+
+import pytest
+import yaml
+
+import edgevit_paddle as ep
+from edgevit_paddle.config import ConfigError, apply_overrides, dump_config, load_config
+
+from conftest import ROOT
+
+QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+
+
+def test_overrides_and_types():
+    cfg = load_config(QUICKSTART, ["Optimizer.lr=0.0005", "Global.epochs=5", "Optimizer.Scheduler.name=step",
+                                   "Data.Train.transforms.1.RandomCrop.padding=4", "Model.drop_path_rate=0.1"])
+    assert cfg["Optimizer"]["lr"] == 0.0005 and cfg["Global"]["epochs"] == 5
+    assert cfg["Optimizer"]["Scheduler"]["name"] == "step"
+    assert cfg["Data"]["Train"]["transforms"][1]["RandomCrop"]["padding"] == 4
+    assert cfg["Model"]["drop_path_rate"] == 0.1
+    assert cfg["Global"]["output_dir"] == "output"
+    # YAML 1.1 reads 1e-3 as a string; a float field takes it
+    assert load_config(QUICKSTART, ["Optimizer.lr=1e-3"])["Optimizer"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["Optimizer.lrr=0.1"], r"unknown key 'Optimizer.lrr' \(did you mean 'lr'\?\); valid keys in Optimizer: name, lr"),
+    (["Global.epochs=abc"], r"'Global.epochs' must be int, got str 'abc'"),
+    (["Global.epochs=0"], r"'Global.epochs' must be >= 1"),
+    (["Data.image_size=-32"], r"'Data.image_size' must be >= 8"),
+    (["Data.dataset=flower"], r"'Data.dataset' is 'flower'.*valid: digits, mnist, flowers102"),
+    (["Model.name=edgevit_xxxs"], r"Model.name: unknown model 'edgevit_xxxs'.*edgevit_xxs"),
+    (["Optimizer.name=adam"], r"'Optimizer.name' is 'adam' \(did you mean 'Adam'\?\)"),
+    (["Global.use_visualdl=3"], r"'Global.use_visualdl' must be bool"),
+    (["Globl.epochs=3"], r"unknown key 'Globl' \(did you mean 'Global'\?\)"),
+    (["epochs"], r"must look like Section.key=value"),
+    (["Data.Train.transforms.9.Resize.size=3"], r"not an index"),
+    (["Data.Train.transforms=[{Resise: {size: 3}}]"], r"unknown transform 'Resise' \(did you mean 'Resize'\?\)"),
+    (["Data.Train.transforms=[{Resize: {sise: 3}}]"], r"Resize has no argument 'sise'"),
+])
+def test_bad_configs_are_one_line_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(QUICKSTART, overrides)
+    assert "\n" not in str(info.value) and "quickstart.yaml" in str(info.value) or "override" in str(info.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file 'nope.yaml' not found"):
+        load_config("nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Global:\n  epochs: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+    missing = tmp_path / "m.yaml"
+    missing.write_text("Global: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match="'Model' .*required|'Model.name' is required"):
+        load_config(str(missing))
+
+
+def test_dump_is_the_resolved_config(tmp_path):
+    cfg = load_config(QUICKSTART, ["Global.epochs=2"])
+    out = tmp_path / "config.yaml"
+    dump_config(cfg, str(out))
+    again = load_config(str(out))
+    assert again["Global"]["epochs"] == 2 and again["Optimizer"] == cfg["Optimizer"]
+    assert "__source__" not in yaml.safe_load(out.read_text())
+
+
+def test_apply_overrides_does_not_touch_input():
+    raw = {"Global": {"epochs": 1}}
+    apply_overrides(raw, ["Global.epochs=3"])
+    assert raw["Global"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
+def test_every_shipped_config_loads_and_builds(path):
+    cfg = load_config(path)
+    kwargs = {k: v for k, v in cfg["Model"].items() if k != "name"}
+    model = ep.create_model(cfg["Model"]["name"], **{**kwargs, "in_chans": cfg["Data"]["channels"]})
+    assert model.num_classes >= 1
+
+
+def test_required_configs_exist():
+    names = {os.path.relpath(p, os.path.join(ROOT, "configs")) for p in CONFIGS}
+    for need in ["quickstart.yaml", "edgevit/edgevit_xxs_flowers102.yaml", "edgevit/edgevit_xs_flowers102.yaml",
+                 "edgevit/edgevit_s_flowers102.yaml", "vit/vit_mnist.yaml", "vit/vitbnffn_mnist.yaml",
+                 "vit/vitbn_mnist.yaml"]:
+        assert need in names
+    assert any("cifar10" in n for n in names) and any("imagefolder" in n for n in names)

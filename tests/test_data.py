@@ -1,0 +1,118 @@
+"""Datasets on real local data (../shared/data, scikit-learn's digits, generated image folders) and their errors."""
+import os
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from edgevit_paddle.config import load_config
+from edgevit_paddle.data import DataError, build_dataset, read_image
+
+from conftest import DATA
+
+
+def data_cfg(*overrides):
+    return load_config(None, ["Model.name=edgevit_xxs", *overrides])["Data"]
+
+
+def test_digits_seeded_split():
+    d = data_cfg("Data.dataset=digits", "Data.image_size=32")
+    tr, te = build_dataset(d, "Train"), build_dataset(d, "Eval")
+    assert (len(tr), len(te)) == (1438, 359) and tr.info.num_classes == 10
+    assert not set(tr.indices) & set(te.indices)
+    x, y = tr[0]
+    assert x.shape == (3, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64 and y.shape == (1,)
+    assert build_dataset(d, "Train").indices == tr.indices
+
+
+def test_mnist_from_the_shared_test_set():
+    d = data_cfg("Data.dataset=mnist", f"Data.root={DATA}/mnist", "Data.image_size=28", "Data.channels=1",
+                 "Data.Train.transforms=[{ToTensor: {}}]", "Data.Eval.transforms=[{ToTensor: {}}]")
+    tr, te = build_dataset(d, "Train"), build_dataset(d, "Eval")
+    assert (len(tr), len(te)) == (8000, 2000)
+    assert "seeded 80%/20% split of the 10,000-image test set" in tr.info.describe()
+    assert not set(tr.indices) & set(te.indices)
+    x, y = te[5]
+    assert x.shape == (1, 28, 28) and 0 <= int(y[0]) <= 9 and 0.0 <= x.min() and x.max() <= 1.0
+    labels = {int(tr[i][1][0]) for i in range(0, 8000, 97)}
+    assert labels == set(range(10))
+    grey3 = build_dataset(data_cfg("Data.dataset=mnist", f"Data.root={DATA}/mnist", "Data.image_size=28",
+                                   "Data.Eval.transforms=[{ToTensor: {}}]"), "Eval")
+    x3, _ = grey3[5]
+    assert x3.shape == (3, 28, 28) and np.array_equal(x3[0], x3[2]) and np.allclose(x3[0], x[0])
+
+
+def test_flowers_shared_copy_zero_based_labels(tmp_path):
+    d = data_cfg("Data.dataset=flowers102", f"Data.root={DATA}/flowers102", "Data.image_size=64",
+                 f"Data.cache_dir={tmp_path}")
+    tr = build_dataset(d, "Train")
+    te = build_dataset(d, "Eval")
+    assert (len(tr), len(te)) == (6149, 1020) and tr.info.num_classes == 102
+    assert "6,149" in tr.info.describe()
+    labels = [int(te[i][1][0]) for i in range(0, 1020, 10)]
+    assert min(labels) == 0 and max(labels) <= 101
+    assert int(te[len(te) - 1][1][0]) == 101  # trnid is sorted by class: the last image is class 102 -> 101
+    x, _ = tr[0]
+    assert x.shape == (3, 64, 64) and np.isfinite(x).all()
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["Data.dataset=flowers102", "Data.root=/nonexistent"], r"Flowers-102 files not found in '/nonexistent': put "
+                                                            r"102flowers.tgz, imagelabels.mat, setid.mat there"),
+    (["Data.dataset=flowers102"], r"Flowers-102 needs Data.root"),
+    (["Data.dataset=mnist", "Data.root=/tmp"], r"MNIST files not found in '/tmp'"),
+    (["Data.dataset=cifar10", "Data.root=/tmp"], r"CIFAR10 files not found in '/tmp': put cifar-10-python.tar.gz"),
+    (["Data.dataset=flowers102", f"Data.root={DATA}/flowers102", "Data.Train.split=training"],
+     r"unknown Flowers-102 split 'training'"),
+])
+def test_missing_data_says_what_to_put_where(overrides, match):
+    with pytest.raises(DataError, match=match) as info:
+        build_dataset(data_cfg(*overrides), "Train")
+    assert "\n" not in str(info.value)
+
+
+def make_folder(root, classes=("cat", "dog"), n=3, splits=("train", "val")):
+    rng = np.random.RandomState(0)
+    for split in splits:
+        for c in classes:
+            os.makedirs(os.path.join(root, split, c), exist_ok=True)
+            for i in range(n):
+                cv2.imwrite(os.path.join(root, split, c, f"{i}.png"), rng.randint(0, 255, (40, 50, 3), np.uint8))
+    return root
+
+
+def test_imagefolder_skips_unreadable_images_with_one_warning(tmp_path):
+    root = make_folder(str(tmp_path))
+    (tmp_path / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "train" / "dog" / "empty.png").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "train" / "dog" / "grey.png"), np.full((30, 30), 128, np.uint8))
+    rgba = np.zeros((30, 30, 4), np.uint8)
+    rgba[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "train" / "cat" / "rgba.png"), rgba)
+    cv2.imwrite(str(tmp_path / "train" / "cat" / "deep.png"), np.full((30, 30, 3), 40000, np.uint16))
+    d = data_cfg("Data.dataset=imagefolder", f"Data.root={root}", "Data.image_size=32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = build_dataset(d, "Train")
+    msgs = [str(w.message) for w in caught if "unreadable" in str(w.message)]
+    assert len(msgs) == 1 and "2 unreadable" in msgs[0] and "broken.jpg" in msgs[0] and "empty.png" in msgs[0]
+    assert len(ds) == 2 * 3 + 3 and ds.info.class_names == ["cat", "dog"]
+    for i in range(len(ds)):
+        x, y = ds[i]
+        assert x.shape == (3, 32, 32) and np.isfinite(x).all()
+    assert read_image(str(tmp_path / "train" / "cat" / "deep.png")).dtype == np.uint8
+
+
+def test_imagefolder_class_errors(tmp_path):
+    root = make_folder(str(tmp_path / "a"))
+    os.makedirs(os.path.join(root, "train", "empty"))
+    os.makedirs(os.path.join(root, "val", "empty"))
+    with pytest.raises(DataError, match=r"empty class folder\(s\) in .*: empty"):
+        build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}"), "Train")
+    root = make_folder(str(tmp_path / "b"))
+    make_folder(root, classes=("bird",), splits=("train",))
+    with pytest.raises(DataError, match=r"classes differ between 'train' and 'val'.*bird"):
+        build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}"), "Train")
+    with pytest.raises(DataError, match=r"split 'test' not found"):
+        build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}", "Data.Eval.split=test"), "Eval")

@@ -1,0 +1,196 @@
+"""Training under paddle.Model: files written, VisualDL records, loss going down, resume, Ctrl-C, NaN stop."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from edgevit_paddle.config import load_config
+from edgevit_paddle.engine import NonFiniteLoss, convert_sync_bn, train
+from edgevit_paddle.engine import callbacks as cb_mod
+from edgevit_paddle.engine import checkpoint as ckpt_mod
+from edgevit_paddle.engine import trainer as trainer_mod
+import edgevit_paddle as ep
+
+from conftest import ROOT
+
+TINY = ["Data.dataset=digits", "Data.image_size=32", "Data.Train.max_samples=64", "Data.Eval.max_samples=32",
+        "Data.Train.batch_size=16", "Data.Eval.batch_size=16", "Global.verbose=0", "Global.epochs=2",
+        "Optimizer.Scheduler.warmup_epochs=1", "Data.Train.transforms=[{Resize: {size: 32}}, {ToTensor: {}}]",
+        "Data.Eval.transforms=[{Resize: {size: 32}}, {ToTensor: {}}]"]
+
+
+def tiny(tmp_path, *more, model="edgevit_xxs"):
+    return load_config(None, [f"Model.name={model}", f"Global.output_dir={tmp_path}", "Global.run_name=tiny",
+                              *TINY, *more])
+
+
+def read_scalars(run_dir, tag):
+    from visualdl import LogReader
+    files = glob.glob(os.path.join(run_dir, "vdl", "vdlrecords.*.log"))
+    assert len(files) == 1, files
+    reader = LogReader(file_path=files[0])
+    assert tag in reader.get_tags()["scalar"], reader.get_tags()
+    return reader.get_data("scalar", tag)
+
+
+def test_tiny_run_writes_everything(tmp_path):
+    metrics = train(tiny(tmp_path))
+    run = tmp_path / "tiny"
+    for f in ["config.yaml", "train.log", "metrics.json", "checkpoints/epoch_1.pdparams", "checkpoints/epoch_2.pdopt",
+              "checkpoints/best.pdparams", "checkpoints/latest.json"]:
+        assert (run / f).exists(), f
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ["final_top1", "best_top1", "final_top5", "epochs_done", "train_seconds"]:
+        assert saved[key] is not None, key
+    assert saved["epochs_done"] == 2 and saved == metrics and 0 <= saved["final_top1"] <= 1
+    assert "epoch 2/2" in (run / "train.log").read_text()
+    loss = read_scalars(str(run), "train/loss")
+    assert [r.id for r in loss] == list(range(1, 9)) and all(np.isfinite(r.value) for r in loss)
+    lr = read_scalars(str(run), "train/lr")
+    assert len(lr) == 8 and lr[0].value < lr[3].value  # linear warm-up over the first epoch
+    ev = read_scalars(str(run), "eval/acc_top1")
+    assert [r.id for r in ev] == [1, 2]
+    assert abs(ev[-1].value - saved["final_top1"]) < 1e-6
+    assert len(read_scalars(str(run), "eval/loss")) == 2
+    # the same config again never overwrites the first run
+    train(tiny(tmp_path, "Global.epochs=1"))
+    assert (tmp_path / "tiny-2" / "metrics.json").exists()
+    assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 2
+
+
+def test_loss_goes_down(tmp_path):
+    metrics = train(tiny(tmp_path, "Global.epochs=6", "Optimizer.Scheduler.name=constant",
+                         "Optimizer.Scheduler.warmup_epochs=0", "Optimizer.lr=0.001"))
+    losses = [h["train"]["loss"] for h in metrics["history"]]  # mean loss of each epoch
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+
+
+def test_seeded_runs_are_reproducible(tmp_path):
+    a = train(tiny(tmp_path / "a", "Global.epochs=1"))
+    b = train(tiny(tmp_path / "b", "Global.epochs=1"))
+    assert a["history"][0]["train"]["loss"] == b["history"][0]["train"]["loss"]
+
+
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    straight = train(tiny(tmp_path / "a", "Global.epochs=3"))
+    ref = paddle.load(str(tmp_path / "a" / "tiny" / "checkpoints" / "epoch_3.pdparams"))
+
+    original = cb_mod.TrainingMonitor._finish_epoch
+
+    def finish_then_ctrl_c(self, eval_logs):
+        original(self, eval_logs)
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cb_mod.TrainingMonitor, "_finish_epoch", finish_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path / "b", "Global.epochs=3"))
+    run = tmp_path / "b" / "tiny"
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert latest["checkpoint"] == "interrupted" and latest["epochs_done"] == 1
+    monkeypatch.setattr(cb_mod.TrainingMonitor, "_finish_epoch", original)
+
+    resumed = train(trainer_mod.load_run_config(None, [], str(run)), resume=str(run))
+    assert resumed["epochs_done"] == 3 and resumed["global_step"] == straight["global_step"] == 12
+    got = paddle.load(str(run / "checkpoints" / "epoch_3.pdparams"))
+    for k in ref:
+        np.testing.assert_allclose(got[k].numpy(), ref[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert resumed["final_top1"] == pytest.approx(straight["final_top1"])
+    # the VisualDL curve continues in the same record file: steps 1..12 once each... plus the re-run epoch's steps
+    ids = [r.id for r in read_scalars(str(run), "eval/acc_top1")]
+    assert ids[-2:] == [2, 3]
+
+
+def test_resume_from_a_finished_run_extends_it(tmp_path):
+    train(tiny(tmp_path, "Global.epochs=1"))
+    run = str(tmp_path / "tiny")
+    opt_before = paddle.load(os.path.join(run, "checkpoints", "epoch_1.pdopt"))
+    cfg = trainer_mod.load_run_config(None, ["Global.epochs=2"], run)
+    metrics = train(cfg, resume=run)
+    assert metrics["epochs_done"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+    ids = [r.id for r in read_scalars(run, "train/loss")]
+    assert ids == list(range(1, 9))
+    assert any("moment1" in k for k in opt_before)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    train(tiny(tmp_path, "Global.epochs=1", "Optimizer.Scheduler.name=constant", "Optimizer.Scheduler.warmup_epochs=0",
+               "Optimizer.name=SGD"))
+    run = str(tmp_path / "tiny")
+    good = paddle.load(os.path.join(run, "checkpoints", "epoch_1.pdparams"))
+    cfg = trainer_mod.load_run_config(None, ["Global.epochs=2", "Optimizer.lr=1e30"], run)
+    with pytest.raises(NonFiniteLoss, match=r"loss became (nan|inf) at epoch 2, step \d+ .*Last good checkpoint: "
+                                            r".*epoch_1"):
+        train(cfg, resume=run)
+    assert json.loads(open(os.path.join(run, "checkpoints", "latest.json")).read())["checkpoint"] == "epoch_1"
+    assert not os.path.exists(os.path.join(run, "checkpoints", "epoch_2.pdparams"))
+    again = paddle.load(os.path.join(run, "checkpoints", "epoch_1.pdparams"))
+    assert all(np.array_equal(again[k].numpy(), good[k].numpy()) for k in good)
+
+
+def test_checkpoint_write_is_kill_safe(tmp_path, monkeypatch):
+    net = paddle.nn.Linear(2, 2)
+    ckpt_mod.save_checkpoint(str(tmp_path), "epoch_1", net, None, {"epochs_done": 1})
+    before = (tmp_path / "epoch_1.pdparams").read_bytes()
+
+    def killed(obj, path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"torn")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_mod.paddle, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_mod.save_checkpoint(str(tmp_path), "epoch_1", net, None, {"epochs_done": 2})
+    assert (tmp_path / "epoch_1.pdparams").read_bytes() == before
+    assert json.loads((tmp_path / "latest.json").read_text())["epochs_done"] == 1
+    monkeypatch.undo()
+    assert set(paddle.load(str(tmp_path / "epoch_1.pdparams"))) == {"weight", "bias"}
+
+
+def test_sync_batchnorm_and_rank0_only_writes(tmp_path, monkeypatch):
+    net = ep.create_model("edgevit_xxs", num_classes=3)
+    assert convert_sync_bn(net, 1) is net
+    synced = convert_sync_bn(net, 2)
+    assert any(isinstance(m, paddle.nn.SyncBatchNorm) for m in synced.sublayers())
+    assert not any(type(m) is paddle.nn.BatchNorm2D for m in synced.sublayers())
+    assert not any(isinstance(m, paddle.nn.SyncBatchNorm) for m in convert_sync_bn(ep.create_model("vit_mnist"), 2)
+                   .sublayers())
+    monkeypatch.setattr(trainer_mod, "world", lambda: (1, 1))
+    train(tiny(tmp_path, "Global.epochs=1"))
+    assert os.listdir(tmp_path) == []  # rank 1 writes nothing
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_eval_tool_and_train_tool_errors(tmp_path):
+    train(tiny(tmp_path, "Global.epochs=1"))
+    run = tmp_path / "tiny"
+    res = run_tool("tools/eval.py", "-c", str(run / "config.yaml"), "--weights", str(run / "checkpoints" / "best"),
+                   "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    best = json.loads((run / "metrics.json").read_text())["best_top1"]
+    assert out["acc_top1"] == pytest.approx(best) and "loss" in out and out["images"] == 32
+    for args, text in [(["tools/train.py", "-o", "Optimizer.lrr=1"], "unknown key 'Optimizer.lrr'"),
+                       (["tools/train.py", "-c", "configs/edgevit/edgevit_xxs_flowers102.yaml", "-o",
+                         "Data.root=/nonexistent"], "Flowers-102 files not found in '/nonexistent'"),
+                       (["tools/train.py", "--resume", str(tmp_path / "nope")], "not a run folder"),
+                       (["tools/train.py", "-o", "Data.Train.batch_size=5000", "-o", f"Global.output_dir={tmp_path}"],
+                        "larger than the training set"),
+                       (["tools/train.py", "-o", "Data.image_size=40", "-o", f"Global.output_dir={tmp_path}"],
+                        "nearest valid height: 32 or 64"),
+                       (["tools/eval.py", "-c", str(run / "config.yaml"), "--weights", "nope"], "no weights at"),
+                       (["tools/eval.py", "-c", str(run / "config.yaml"), "-o", "Model.norm=ln", "--weights",
+                         str(run / "checkpoints" / "best")], "do not fit")]:
+        res = run_tool(*args)
+        assert res.returncode == 2, (args, res.stdout[-500:], res.stderr[-2000:])
+        err = [line for line in res.stderr.strip().splitlines() if line.startswith("error: ")]
+        assert len(err) == 1 and text in err[0], res.stderr[-2000:]
+        assert "Traceback" not in res.stderr
