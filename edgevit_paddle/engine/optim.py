@@ -6,6 +6,7 @@ from typing import Any, Dict, Tuple
 
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 
 def build_lr(opt_cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
@@ -78,8 +79,25 @@ def build_optimizer(opt_cfg: Dict[str, Any], model: nn.Layer, steps_per_epoch: i
     return opt, by_epoch
 
 
+class CrossEntropy(nn.Layer):
+    """Cross-entropy on integer labels [N, 1] with optional label smoothing.
+
+    (``paddle.nn.CrossEntropyLoss(label_smoothing=...)`` has no CPU kernel for integer labels in Paddle 3.3.)
+    """
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits, label):
+        if self.label_smoothing <= 0:
+            return F.cross_entropy(logits, label)
+        target = F.label_smooth(F.one_hot(label.reshape([-1]), logits.shape[-1]), epsilon=self.label_smoothing)
+        return F.cross_entropy(logits, target, soft_label=True)
+
+
 def build_loss(loss_cfg: Dict[str, Any]) -> nn.Layer:
-    return nn.CrossEntropyLoss(label_smoothing=loss_cfg["label_smoothing"])
+    return CrossEntropy(loss_cfg["label_smoothing"])
 
 
 def current_lr(opt: paddle.optimizer.Optimizer) -> float:
