@@ -190,8 +190,8 @@ def _flowers(cfg: Dict[str, Any], split: str, transform):
     return LabeledDataset(_FlowersRGB(base), None, transform, 1, info)
 
 
-class _FlowersRGB:
-    """Paddle's Flowers (cv2 backend) returns float arrays when it has no transform; hand back uint8 RGB."""
+class _Wrapped:
+    """Indexable view over one of Paddle's dataset objects."""
 
     def __init__(self, base):
         self.base = base
@@ -199,9 +199,18 @@ class _FlowersRGB:
     def __len__(self) -> int:
         return len(self.base)
 
+
+class _FlowersRGB(_Wrapped):
+    """Paddle's Flowers index and labels, images decoded with OpenCV (``read_image``) like every other dataset here
+    and like the inference predictor, so that training's eval pipeline and the predictor see the same pixels."""
+
     def __getitem__(self, i: int):
-        img, label = self.base[i]
-        return np.asarray(img).astype(np.uint8), label
+        index = int(self.base.indexes[i])
+        img = read_image(os.path.join(self.base.data_path, "jpg", f"image_{index:05}.jpg"))
+        if img is None:
+            raise DataError(f"cannot read Flowers-102 image {index} in {self.base.data_path}: delete that folder "
+                            "so it is extracted again")
+        return img, int(self.base.labels[index - 1])
 
 
 def _cifar(cfg: Dict[str, Any], split: str, transform, which: str):
@@ -218,7 +227,7 @@ def _cifar(cfg: Dict[str, Any], split: str, transform, which: str):
     return LabeledDataset(_CifarRGB(base), None, transform, 0, info)
 
 
-class _CifarRGB(_FlowersRGB):
+class _CifarRGB(_Wrapped):
     """Paddle's Cifar (cv2 backend) yields CHW-flattened rows: hand back HWC uint8."""
 
     def __getitem__(self, i: int):
@@ -285,6 +294,24 @@ _BUILDERS = {
     "cifar100": lambda cfg, split, t: _cifar(cfg, split, t, "cifar100"),
     "imagefolder": _imagefolder,
 }
+
+
+def class_names(data_cfg: Dict[str, Any]) -> List[str]:
+    """The class names of the configured dataset without loading it (image folders: the train split's folders)."""
+    name = data_cfg["dataset"]
+    if name in ("digits", "mnist"):
+        return [str(i) for i in range(10)]
+    if name == "flowers102":
+        return [f"class_{i:03d}" for i in range(1, 103)]
+    if name == "cifar10":
+        return list(CIFAR10_CLASSES)
+    if name == "cifar100":
+        return [str(i) for i in range(100)]
+    path = os.path.join(data_cfg["root"] or "", data_cfg["Train"]["split"])
+    if not os.path.isdir(path):
+        raise DataError(f"image folder '{path}' not found: set Data.root, or export from a training run's "
+                        "checkpoint (its labels.txt holds the class names)")
+    return _class_dirs(path)
 
 
 def build_dataset(data_cfg: Dict[str, Any], split_section: str) -> LabeledDataset:

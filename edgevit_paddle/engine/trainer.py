@@ -155,6 +155,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     if write:
         os.makedirs(run_dir, exist_ok=True)
         dump_config(cfg, os.path.join(run_dir, "config.yaml"))
+        with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(train_ds.info.class_names or map(str, range(train_ds.info.num_classes))) + "\n")
     setup_logging(run_dir if write else None)
     print(f"run directory: {run_dir}", flush=True)
     log.info(f"model {cfg['Model']['name']} {_variant(net)}; {sum(p.numel() for p in net.parameters() if not p.stop_gradient):,} "

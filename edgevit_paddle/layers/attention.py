@@ -34,12 +34,11 @@ def count_attend_macs(layer: Attend, inputs, output) -> None:
 
 def split_heads(qkv: paddle.Tensor, num_heads: int, head_dim: int):
     """Split a fused qkv projection [B, N, 3 * heads * head_dim] into q, k, v of [B, heads, N, head_dim]."""
-    b = qkv.shape[0]
-    qkv = qkv.reshape([b, -1, 3, num_heads, head_dim]).transpose([2, 0, 3, 1, 4])
+    qkv = qkv.reshape([0, -1, 3, num_heads, head_dim]).transpose([2, 0, 3, 1, 4])  # 0: keep the (dynamic) batch
     return qkv[0], qkv[1], qkv[2]
 
 
 def merge_heads(x: paddle.Tensor) -> paddle.Tensor:
     """[B, heads, N, head_dim] -> [B, N, heads * head_dim]."""
-    b, h, n, d = x.shape
-    return x.transpose([0, 2, 1, 3]).reshape([b, -1, h * d])
+    h, d = x.shape[1], x.shape[3]
+    return x.transpose([0, 2, 1, 3]).reshape([0, -1, h * d])

@@ -93,16 +93,16 @@ class GlobalSparseAttn(nn.Layer):
         spatial = self.channels_first or r > 1  # attention is fed from (and returns to) an NCHW map
         if spatial:
             if not self.channels_first:
-                B, _, C = x.shape
-                x = x.transpose([0, 2, 1]).reshape([B, C, H, W])
+                C = x.shape[2]
+                x = x.transpose([0, 2, 1]).reshape([0, C, H, W])
             if r > 1:
                 x = x[:, :, ::r, ::r]  # the authors' sampler: AvgPool2d(kernel 1, stride r)
-            B, C, h, w = x.shape
+            C, h, w = x.shape[1], x.shape[2], x.shape[3]
             x = x.flatten(2).transpose([0, 2, 1])
         q, k, v = split_heads(self.qkv(x), self.num_heads, self.head_dim)
         x = merge_heads(self.attend(q, k, v))
         if spatial:
-            x = x.transpose([0, 2, 1]).reshape([B, C, h, w])
+            x = x.transpose([0, 2, 1]).reshape([0, C, h, w])
         if r > 1:
             x = self.local_prop(x)
             if not self.channels_first:
@@ -135,11 +135,11 @@ class SelfAttn(nn.Layer):
         if self.channels_first:
             x = x + self.drop_path(self.attn(self.norm1(x)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
-        B, C, H, W = x.shape
+        C, H, W = x.shape[1], x.shape[2], x.shape[3]
         x = x.flatten(2).transpose([0, 2, 1])
         x = x + self.drop_path(self.attn(self.norm1(x), H, W))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.transpose([0, 2, 1]).reshape([B, C, H, W])
+        return x.transpose([0, 2, 1]).reshape([0, C, H, W])
 
 
 class LGLBlock(nn.Layer):

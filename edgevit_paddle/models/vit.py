@@ -159,7 +159,7 @@ class VisionTransformer(nn.Layer):
         check_image_input(x.shape, self.in_chans, self.stride, getattr(self, "model_name", "ViT"))
         gh, gw = x.shape[2] // self.stride, x.shape[3] // self.stride
         x = self.patch_embed(x)
-        cls = self.cls_token.expand([x.shape[0], -1, -1])
+        cls = self.cls_token + paddle.zeros_like(x[:, :1])  # broadcast to the (possibly dynamic) batch
         x = self.pos_drop(paddle.concat([cls, x], axis=1) + self._pos_embed(gh, gw))
         return self.norm(self.blocks(x))
 

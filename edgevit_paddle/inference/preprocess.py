@@ -1,0 +1,69 @@
+"""Predictor preprocessing with OpenCV and NumPy: the eval transforms of training, step for step.
+
+Steps come from ``inference.yml`` (``resize``, ``center_crop``, ``to_float``, ``normalize``); they mirror
+``paddle.vision.transforms`` on NumPy images (its OpenCV backend), which training uses, so a predictor sees the same
+numbers as the dygraph model (tested to 1e-6).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import cv2
+import numpy as np
+
+from ..data.transforms import ToChannels
+
+_INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
+           "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+
+
+def resize(img: np.ndarray, size, interpolation: str = "bilinear") -> np.ndarray:
+    """An int resizes the shorter side (aspect kept, sizes truncated as Paddle does); [h, w] resizes exactly."""
+    h, w = img.shape[:2]
+    if isinstance(size, int):
+        if (w <= h and w == size) or (h <= w and h == size):
+            return img
+        oh, ow = (int(size * h / w), size) if w < h else (size, int(size * w / h))
+    else:
+        oh, ow = int(size[0]), int(size[1])
+    out = cv2.resize(img, (ow, oh), interpolation=_INTERP[interpolation])
+    return out[:, :, None] if img.ndim == 3 and out.ndim == 2 else out
+
+
+def center_crop(img: np.ndarray, size) -> np.ndarray:
+    ch, cw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    h, w = img.shape[:2]
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return img[top:top + ch, left:left + cw]
+
+
+class Preprocessor:
+    """Callable: decoded uint8 image (HW or HWC, RGB) -> float32 CHW array ready for the model."""
+
+    def __init__(self, steps: Sequence[Dict[str, Any]], channels: int = 3):
+        self.steps: List = []
+        self.to_channels = ToChannels(channels)
+        for step in steps:
+            (name, args), = step.items()
+            if name not in ("resize", "center_crop", "to_float", "normalize"):
+                raise ValueError(f"unknown preprocessing step '{name}' in inference.yml; re-export the model")
+            self.steps.append((name, args or {}))
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        img = self.to_channels(img)
+        scaled = False
+        for name, args in self.steps:
+            if name == "resize":
+                img = resize(img, args["size"], args.get("interpolation", "bilinear"))
+            elif name == "center_crop":
+                img = center_crop(img, args["size"])
+            elif name == "to_float":
+                img = img.astype(np.float32) / np.float32(args.get("divisor", 255.0))
+                scaled = True
+            else:
+                mean = np.asarray(args["mean"], np.float32)
+                std = np.asarray(args["std"], np.float32)
+                img = (img.astype(np.float32) - mean) / std
+        if not scaled and img.dtype == np.uint8:
+            img = img.astype(np.float32)
+        return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)

@@ -1,0 +1,250 @@
+"""Export to Paddle Inference: BatchNorm folding, round trip, the predictor on real images, bad inputs, options."""
+import os
+import subprocess
+import sys
+import tarfile
+
+import cv2
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+import edgevit_paddle as ep
+from edgevit_paddle.config import load_config
+from edgevit_paddle.data import build_dataset
+from edgevit_paddle.export import export_from_config, export_model, fold_batchnorm, remaining_batchnorms
+from edgevit_paddle.inference import (Predictor, PredictorError, PredictorOptions, check_options, config_calls,
+                                      cpu_supports_bf16, expand_inputs)
+from edgevit_paddle.inference import predictor as predictor_mod
+
+from conftest import DATA, ROOT
+
+VARIANTS = [("edgevit_xxs", "gn", "conv"), ("edgevit_xxs", "gn", "linear"), ("edgevit_xxs", "ln", "linear"),
+            ("edgevit_xxs", "ln", "conv"), ("edgevit_xxs", "bn", "conv"), ("edgevit_xxs", "bn", "linear"),
+            ("vit_mnist", None, None), ("vitbnffn_mnist", None, None), ("vitbn_mnist", None, None)]
+
+
+def randomise_bn(model, seed=0):
+    rng = np.random.RandomState(seed)
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
+            for p, v in ((layer._mean, rng.randn(*layer._mean.shape) * 0.5),
+                         (layer._variance, rng.rand(*layer._variance.shape) + 0.5),
+                         (layer.weight, rng.randn(*layer.weight.shape)), (layer.bias, rng.randn(*layer.bias.shape))):
+                p.set_value(v.astype("float32"))
+    return model
+
+
+def small_input(model, batch=2):
+    size = model.default_input_size if not model.model_name.startswith("edgevit") else (3, 64, 64)
+    return paddle.to_tensor(np.random.RandomState(1).randn(batch, *size).astype("float32"))
+
+
+@pytest.mark.parametrize("name,norm,ffn", VARIANTS)
+def test_folding_is_exact(name, norm, ffn):
+    model = randomise_bn(ep.create_model(name, norm=norm, ffn=ffn, num_classes=7))
+    model.eval()
+    x = small_input(model)
+    ref = model(x).numpy()
+    folded = fold_batchnorm(model)
+    out = folded(x).numpy()
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-5
+    assert remaining_batchnorms(folded) == []  # every BatchNorm of every variant is next to a conv or Linear
+    np.testing.assert_array_equal(model(x).numpy(), ref)  # the original is untouched
+    expected = {"gn": 11, "ln": 11, "bn": 34, None: 0}[norm] if name.startswith("edgevit") else \
+        {"vit_mnist": 0, "vitbnffn_mnist": 6, "vitbn_mnist": 14}[name]
+    assert len(folded.folded_bn) == expected
+
+
+def tiny_cfg(tmp_path, *more):
+    return load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=digits", "Data.image_size=32",
+                              f"Global.output_dir={tmp_path}", *more])
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_export_round_trip_batches_and_onednn(tmp_path, fold):
+    model = randomise_bn(ep.create_model("edgevit_xxs", norm="bn", num_classes=10))
+    model.eval()
+    out = str(tmp_path / "inf")
+    files = export_model(model, out, (3, 64, 64), {"preprocess": [{"to_float": {"divisor": 255.0}}],
+                                                   "class_names": [str(i) for i in range(10)]}, fold=fold)
+    assert os.path.basename(files["model"]) == "inference.json" and os.path.isfile(files["params"])
+    for batch in (1, 3):
+        x = np.random.RandomState(batch).randn(batch, 3, 64, 64).astype("float32")
+        ref = model(paddle.to_tensor(x)).numpy()
+        for mkldnn in (True, False):
+            got = Predictor(out, PredictorOptions(mkldnn=mkldnn, cpu_threads=2)).run(x)
+            np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+            assert np.abs(got - ref).max() < 1e-5 * max(1.0, np.abs(ref).max()) * 10
+
+
+def test_sidecar_contents_and_export_tool(tmp_path):
+    cfg_path = os.path.join(ROOT, "configs", "quickstart.yaml")
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export.py"), "-c", cfg_path, "--out",
+                          str(tmp_path / "inf")], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert "wrote" in res.stdout and "max abs difference" in res.stdout
+    meta = yaml.safe_load((tmp_path / "inf" / "inference.yml").read_text())
+    assert meta["model"] == "edgevit_xxs" and meta["variant"] == {"norm": "gn", "ffn": "conv"}
+    assert meta["input_size"] == [3, 32, 32] and meta["channel_order"] == "RGB" and meta["num_classes"] == 10
+    assert meta["class_names"] == [str(i) for i in range(10)] and meta["folded_batchnorms"] == 11
+    assert meta["preprocess"] == [{"resize": {"size": 32, "interpolation": "bilinear"}}, {"to_float": {"divisor": 255.0}},
+                                  {"normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}}]
+    with pytest.raises(ValueError, match="cannot be reproduced by the predictor"):
+        export_from_config(tiny_cfg(tmp_path, "Data.Eval.transforms=[{ColorJitter: {brightness: 0.1}}]"),
+                           out_dir=str(tmp_path / "x"))
+
+
+@pytest.fixture(scope="module")
+def flowers_images(tmp_path_factory):
+    """A few real Flowers-102 JPEGs (as shipped, 128 px short side), extracted from the shared archive."""
+    out = tmp_path_factory.mktemp("flowers_jpg")
+    with tarfile.open(os.path.join(DATA, "flowers102", "102flowers.tgz")) as tar:
+        for i in (1, 2, 3, 4000):
+            member = tar.getmember(f"jpg/image_{i:05d}.jpg")
+            member.name = os.path.basename(member.name)
+            tar.extract(member, out)
+    return sorted(str(p) for p in out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def flowers_export(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("flowers_export")
+    cfg = load_config(os.path.join(ROOT, "configs", "edgevit", "edgevit_xxs_flowers102_strong.yaml"),
+                      [f"Data.root={DATA}/flowers102", "Data.image_size=64", "Data.Eval.transforms.0.Resize.size=73",
+                       "Data.Eval.transforms.1.CenterCrop.size=64", f"Data.cache_dir={tmp}"])
+    paddle.seed(3)
+    res = export_from_config(cfg, out_dir=str(tmp / "inf"))
+    return cfg, str(tmp / "inf"), res
+
+
+def test_predictor_equals_dygraph_through_the_training_eval_transform(flowers_export):
+    cfg, model_dir, res = flowers_export
+    assert res["max_abs_diff"] < 1e-4
+    ds = build_dataset(cfg["Data"], "Eval")  # the training pipeline's eval transform, on the real shared data
+    net = ep.create_model("edgevit_xxs", num_classes=102, drop_path_rate=0.1)
+    pred = Predictor(model_dir, PredictorOptions(batch_size=2))
+    path = os.path.join(ds.base.base.data_path, "jpg", f"image_{int(ds.base.base.indexes[0]):05d}.jpg")
+    x_train, _ = ds[0]
+    x_pred = pred.preprocess(cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB))
+    np.testing.assert_allclose(x_pred, x_train, atol=1e-6)
+    del net
+    (result,) = list(pred.predict_paths([path], topk=3))
+    probs = pred.probabilities(x_train[None])[0]
+    assert result["topk"][0]["score"] == pytest.approx(float(probs.max()), abs=1e-4)
+    assert result["topk"][0]["label"] == f"class_{int(np.argmax(probs)) + 1:03d}"  # names from the training run
+
+
+def test_bad_inputs_are_reported_and_skipped(flowers_export, flowers_images, tmp_path):
+    _, model_dir, _ = flowers_export
+    real = flowers_images[0]
+    data = open(real, "rb").read()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    img = cv2.imread(real)
+    cv2.imwrite(str(tmp_path / "grey.png"), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(img, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "deep.png"), img.astype(np.uint16) * 257)
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "infer.py"), "--model-dir", model_dir,
+                          str(tmp_path / "empty.jpg"), str(tmp_path / "notes.jpg"), str(tmp_path / "*.png"), real,
+                          "--topk", "2", "--batch-size", "2"], capture_output=True, text=True)
+    assert res.returncode == 1
+    out = res.stdout.strip().splitlines()
+    assert len(out) == 4 and all(": class_" in line for line in out), res.stdout
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and "empty file" in errors[0] and "not a readable image" in errors[1]
+    (deep,) = [line for line in out if "deep.png" in line]
+    (orig,) = [line for line in out if real in line]
+    assert deep.split(": ", 1)[1] == orig.split(": ", 1)[1]  # 16-bit is the same picture, same answer
+    # a truncated JPEG decodes partially (OpenCV fills the rest) or fails: either way the run goes on
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "infer.py"), "--model-dir", model_dir,
+                          str(tmp_path / "truncated.jpg"), real, "--json"], capture_output=True, text=True)
+    assert res.returncode in (0, 1) and len(res.stdout.strip().splitlines()) == 2
+
+
+def test_directory_and_glob_inputs(flowers_images):
+    folder = os.path.dirname(flowers_images[0])
+    assert expand_inputs([folder]) == flowers_images
+    assert expand_inputs([os.path.join(folder, "*.jpg")]) == flowers_images
+
+
+def test_model_folder_errors(flowers_export, tmp_path):
+    _, model_dir, _ = flowers_export
+    with pytest.raises(PredictorError, match="not found"):
+        Predictor(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PredictorError, match="no exported model in .*tools/export.py"):
+        Predictor(str(tmp_path / "empty"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("inference.json", "inference.pdiparams"):
+        os.symlink(os.path.join(model_dir, f), broken / f)
+    with pytest.raises(PredictorError, match="inference.yml' is missing"):
+        Predictor(str(broken))
+    meta = yaml.safe_load(open(os.path.join(model_dir, "inference.yml")))
+    (broken / "inference.yml").write_text(yaml.safe_dump({**meta, "class_names": ["a", "b"]}))
+    with pytest.raises(PredictorError, match="lists 2 classes but the model has 102 outputs"):
+        Predictor(str(broken))
+    (broken / "inference.yml").write_text(yaml.safe_dump({**meta, "input_size": [1, 64, 64]}))
+    with pytest.raises(PredictorError, match="does not accept the input size"):
+        Predictor(str(broken))
+
+
+def test_device_and_precision_errors(flowers_export):
+    _, model_dir, _ = flowers_export
+    if not paddle.is_compiled_with_cuda():
+        with pytest.raises(PredictorError, match="needs the GPU build of Paddle"):
+            Predictor(model_dir, PredictorOptions(device="gpu"))
+    with pytest.raises(PredictorError, match="--use-tensorrt needs --device gpu"):
+        check_options(PredictorOptions(use_tensorrt=True))
+    with pytest.raises(PredictorError, match="precision fp16 is not available on cpu"):
+        check_options(PredictorOptions(precision="fp16"))
+    with pytest.raises(PredictorError, match="drop --no-mkldnn"):
+        check_options(PredictorOptions(precision="bf16", mkldnn=False))
+    import importlib.util
+    if importlib.util.find_spec("paddle.tensorrt") is None:
+        with pytest.raises(PredictorError, match="TensorRT needs the GPU build"):
+            predictor_mod._tensorrt_model(os.path.join(model_dir, "inference.json"), model_dir,
+                                          PredictorOptions(device="gpu", use_tensorrt=True), (3, 64, 64))
+
+
+def test_config_switches_for_every_device():
+    from paddle.inference import PrecisionType
+    cpu = dict(config_calls(PredictorOptions(cpu_threads=3)))
+    assert "disable_gpu" in cpu and cpu["set_cpu_math_library_num_threads"] == (3,) and "enable_mkldnn" in cpu
+    assert "enable_new_executor" in cpu and "enable_memory_optim" in cpu and "disable_glog_info" in cpu
+    assert "disable_mkldnn" in dict(config_calls(PredictorOptions(mkldnn=False)))
+    assert "enable_mkldnn_bfloat16" in dict(config_calls(PredictorOptions(precision="bf16")))
+    gpu = config_calls(PredictorOptions(device="gpu", gpu_id=1, gpu_mem=256, precision="fp16"))
+    names = [n for n, _ in gpu]
+    assert dict(gpu)["enable_use_gpu"] == (256, 1, PrecisionType.Half)
+    assert names.index("enable_use_gpu") < names.index("enable_new_executor")
+    assert "disable_mkldnn" in names and dict(gpu)["exp_disable_mixed_precision_ops"] == ({"feed", "fetch"},)
+    trt = dict(config_calls(PredictorOptions(device="gpu", use_tensorrt=True, trt_shapes=(1, 4, 16)), (3, 224, 224),
+                            legacy_trt=True))
+    assert trt["enable_tensorrt_engine"][1] == 16 and trt["enable_tensorrt_engine"][3] == PrecisionType.Float32
+    assert trt["set_trt_dynamic_shape_info"] == ({"x": [1, 3, 224, 224]}, {"x": [16, 3, 224, 224]},
+                                                 {"x": [4, 3, 224, 224]})
+    # every call exists on Paddle's Config and the CPU ones apply on this machine
+    from paddle.inference import Config
+    for opts, legacy in ((PredictorOptions(device="gpu", use_tensorrt=True, precision="fp16"), True),
+                         (PredictorOptions(), False)):
+        for name, _ in config_calls(opts, (3, 224, 224), legacy):
+            assert hasattr(Config, name), name
+    config = Config()
+    for name, args in config_calls(PredictorOptions(cpu_threads=2)):
+        getattr(config, name)(*args)
+    assert config.mkldnn_enabled() and config.cpu_math_library_num_threads() == 2 and not config.use_gpu()
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no AVX512-BF16")
+def test_bf16_stays_close_to_fp32_on_real_images(flowers_export, flowers_images):
+    # (random weights give near-flat probabilities, so top-1 agreement is measured on a trained model: see README)
+    _, model_dir, _ = flowers_export
+    fp32, bf16 = Predictor(model_dir), Predictor(model_dir, PredictorOptions(precision="bf16"))
+    x = np.stack([fp32.preprocess(cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB)) for p in flowers_images])
+    a, b = fp32.run(x), bf16.run(x)
+    assert not np.array_equal(a, b)  # bfloat16 really ran
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()

@@ -1,0 +1,37 @@
+"""Export a trained model to Paddle Inference (inference.json + .pdiparams + inference.yml), BatchNorms folded.
+
+    python tools/export.py -c output/quickstart/config.yaml --weights output/quickstart/checkpoints/best
+    python tools/export.py -c configs/edgevit/edgevit_xxs_flowers102.yaml --out /tmp/xxs   # random weights
+    FLAGS_enable_pir_api=0 python tools/export.py ...      # a legacy .pdmodel (e.g. for Paddle-Lite)
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from edgevit_paddle.cli import run  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, help="the run's config.yaml (or any config)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--weights", help="checkpoint prefix or .pdparams (default: random weights, for benchmarks)")
+    p.add_argument("--out", help="output folder (default: Export.output_dir, else <run>/inference)")
+    p.add_argument("--no-fold", action="store_true", help="keep BatchNorms as they are")
+    args = p.parse_args(argv)
+
+    from edgevit_paddle.config import load_config
+    from edgevit_paddle.export import export_from_config
+
+    res = export_from_config(load_config(args.config, args.override), args.weights, args.out,
+                             fold=False if args.no_fold else None)
+    for kind, path in res["files"].items():
+        print(f"wrote {path}")
+    print(f"checked: predictor vs dygraph on a batch of 2, max abs difference {res['max_abs_diff']:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
