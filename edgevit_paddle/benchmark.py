@@ -1,0 +1,300 @@
+"""Honest speed measurements: dygraph eval, the exported predictor (BatchNorms folded or not) and training steps.
+
+How the timing is kept fair:
+
+- every case is warmed up first, then measured ``runs`` times; we report the median and the 10th-90th percentile
+  spread of single-batch latencies;
+- the cases of one kind run interleaved, round-robin (one timed batch of each case per round), so that machine
+  noise hits them alike;
+- dygraph cases and predictor cases run in separate worker processes (a predictor and dygraph in one process
+  interfere: after a predictor has run, dygraph ran on one thread), one kind at a time, with the thread count fixed
+  (``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` for dygraph, ``set_cpu_math_library_num_threads`` for the predictor);
+- the machine (CPU model, cores, Paddle version, threads) is written beside the results.
+
+``python tools/benchmark.py --help`` for the command line; ``--out DIR`` writes ``results.csv``, ``results.md``,
+``machine.json`` and PNG plots.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+MODES = ("eval", "predictor", "predictor_nofold", "train")
+COLUMNS = ["model", "norm", "ffn", "batch", "size", "mode", "params", "gmacs", "median_ms", "p10_ms", "p90_ms",
+           "images_per_sec", "runs", "threads"]
+
+
+@dataclass
+class Case:
+    """One thing to time: a registered model and variant at a batch size, input size and mode."""
+
+    model: str
+    norm: Optional[str]
+    ffn: Optional[str]
+    batch: int
+    size: int
+    mode: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}|{self.norm}|{self.ffn}|{self.batch}|{self.size}|{self.mode}"
+
+
+def machine_info(threads: int) -> Dict[str, Any]:
+    import paddle
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "paddle": paddle.__version__,
+            "python": platform.python_version(), "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _build(case: Case):
+    from .registry import create_model
+    model = create_model(case.model, norm=case.norm, ffn=case.ffn)
+    c = model.default_input_size[0]
+    return model, [case.batch, c, case.size, case.size]
+
+
+def _percentiles(times: List[float]) -> Dict[str, float]:
+    ms = np.asarray(times) * 1000.0
+    return {"median_ms": float(np.median(ms)), "p10_ms": float(np.percentile(ms, 10)),
+            "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms)}
+
+
+def _dygraph_runners(cases: Sequence[Case]):
+    import paddle
+    from paddle.static import InputSpec
+    runners = {}
+    for case in cases:
+        model, shape = _build(case)
+        x = paddle.randn(shape)
+        if case.mode == "eval":
+            model.eval()
+
+            def run(model=model, x=x):
+                with paddle.no_grad():
+                    model(x).numpy()
+        else:
+            net = model
+            api = paddle.Model(net, inputs=[InputSpec([None, *shape[1:]], "float32", "x")],
+                               labels=[InputSpec([None, 1], "int64", "label")])
+            api.prepare(paddle.optimizer.AdamW(1e-4, parameters=net.parameters()), paddle.nn.CrossEntropyLoss())
+            y = np.random.randint(0, net.num_classes, [case.batch, 1]).astype("int64")
+            xs = x.numpy()
+
+            def run(api=api, xs=xs, y=y):
+                api.train_batch([xs], [y])
+        runners[case.key] = run
+    return runners
+
+
+def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
+    from .export import export_model
+    from .inference import Predictor, PredictorOptions
+    runners = {}
+    exported: Dict[str, str] = {}
+    for case in cases:
+        fold = case.mode == "predictor"
+        tag = f"{case.model}_{case.norm}_{case.ffn}_{case.size}_{'fold' if fold else 'nofold'}"
+        if tag not in exported:
+            model, shape = _build(case)
+            model.eval()
+            out = os.path.join(workdir, tag)
+            export_model(model, out, shape[1:], {"preprocess": [], "class_names": []}, fold=fold)
+            exported[tag] = out
+        pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads))
+        x = np.random.RandomState(0).standard_normal([case.batch, *pred.input_size]).astype(np.float32)
+        runners[case.key] = lambda pred=pred, x=x: pred.run(x)
+    return runners
+
+
+def worker(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: int) -> Dict[str, Dict[str, float]]:
+    """Time ``cases`` (all dygraph or all predictor) interleaved round-robin in this process."""
+    from tqdm import tqdm
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = _dygraph_runners(cases) if kind == "dygraph" else _predictor_runners(cases, threads, tmp)
+        for run in runners.values():
+            for _ in range(warmup):
+                run()
+        times: Dict[str, List[float]] = {k: [] for k in runners}
+        for _ in tqdm(range(runs), desc=f"{kind} rounds ({len(runners)} cases)", file=sys.stderr, leave=False):
+            for key, run in runners.items():
+                t0 = time.perf_counter()
+                run()
+                times[key].append(time.perf_counter() - t0)
+    return {k: _percentiles(v) for k, v in times.items()}
+
+
+def _spawn(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: int) -> Dict[str, Dict[str, float]]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    spec = json.dumps({"cases": [asdict(c) for c in cases], "kind": kind, "warmup": warmup, "runs": runs,
+                       "threads": threads})
+    res = subprocess.run([sys.executable, "-m", "edgevit_paddle.benchmark", "--worker"], input=spec, text=True,
+                         capture_output=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark worker ({kind}) failed: {res.stderr.strip().splitlines()[-1:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, threads: int = 2,
+                  log=print) -> List[Dict[str, Any]]:
+    """Measure every case (dygraph, then predictor, then training, each kind in its own process) and return rows."""
+    from .complexity import count_macs, count_params
+    groups = {"dygraph": [c for c in cases if c.mode == "eval"],
+              "predictor": [c for c in cases if c.mode.startswith("predictor")],
+              "train": [c for c in cases if c.mode == "train"]}
+    timings: Dict[str, Dict[str, float]] = {}
+    for kind, group in groups.items():
+        if group:
+            log(f"timing {len(group)} {kind} case(s): {warmup} warm-up + {runs} runs each, interleaved, "
+                f"{threads} thread(s)")
+            timings.update(_spawn(group, "dygraph" if kind == "train" else kind, warmup, runs, threads))
+    rows, stats = [], {}
+    for case in cases:
+        skey = (case.model, case.norm, case.ffn, case.size)
+        if skey not in stats:
+            model, shape = _build(case)
+            stats[skey] = (count_params(model), count_macs(model, [1, *shape[1:]]) / 1e9,
+                           getattr(model, "norm_name", None), getattr(model, "ffn_name", None))
+        t = timings[case.key]
+        variant = {"norm": case.norm or stats[skey][2], "ffn": case.ffn or stats[skey][3]}
+        rows.append({**asdict(case), **variant, "params": stats[skey][0], "gmacs": round(stats[skey][1], 4),
+                     "median_ms": round(t["median_ms"], 3), "p10_ms": round(t["p10_ms"], 3),
+                     "p90_ms": round(t["p90_ms"], 3), "images_per_sec": round(case.batch * 1000 / t["median_ms"], 2),
+                     "runs": t["runs"], "threads": threads})
+    return rows
+
+
+def add_ratios(rows: List[Dict[str, Any]], baseline: Dict[str, Any]) -> None:
+    """``speedup`` = the baseline's median / this row's, at the same batch, size and mode.
+
+    ``baseline`` selects the reference rows, e.g. ``{"norm": "ln", "ffn": "linear"}`` or ``{"model": "vit_mnist"}``.
+    """
+    base = {(r["batch"], r["size"], r["mode"]): r["median_ms"] for r in rows
+            if all(str(r.get(k)) == str(v) for k, v in baseline.items())}
+    for r in rows:
+        ref = base.get((r["batch"], r["size"], r["mode"]))
+        r["speedup"] = round(ref / r["median_ms"], 3) if ref else None
+
+
+def write_results(rows: List[Dict[str, Any]], out_dir: str, machine: Dict[str, Any]) -> Dict[str, str]:
+    """``results.csv``, ``results.md``, ``machine.json`` and plots in ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    cols = COLUMNS + [k for k in rows[0] if k not in COLUMNS] if rows else COLUMNS
+    paths = {"csv": os.path.join(out_dir, "results.csv"), "md": os.path.join(out_dir, "results.md"),
+             "machine": os.path.join(out_dir, "machine.json")}
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    with open(paths["machine"], "w") as f:
+        json.dump(machine, f, indent=2)
+    with open(paths["md"], "w") as f:
+        f.write(markdown_table(rows, machine) + "\n")
+    paths.update(plot_results(rows, out_dir))
+    return paths
+
+
+def markdown_table(rows: List[Dict[str, Any]], machine: Dict[str, Any]) -> str:
+    head = (f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} thread(s), Paddle "
+            f"{machine['paddle']}, {machine['date']}. Median of {rows[0]['runs'] if rows else 0} runs after warm-up "
+            "(p10-p90 in brackets), cases interleaved.\n\n")
+    extra = "speedup" in (rows[0] if rows else {})
+    lines = ["| model | norm | ffn | mode | batch | size | ms / batch | images/s |" + (" speedup |" if extra else ""),
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if extra else "")]
+    for r in rows:
+        line = (f"| {r['model']} | {r['norm'] or '-'} | {r['ffn'] or '-'} | {r['mode']} | {r['batch']} | {r['size']} | "
+                f"{r['median_ms']:.1f} [{r['p10_ms']:.1f}-{r['p90_ms']:.1f}] | {r['images_per_sec']:.1f} |")
+        if extra:
+            line += f" {r['speedup']:.2f}x |" if r.get("speedup") else " - |"
+        lines.append(line)
+    return head + "\n".join(lines)
+
+
+def _label(r: Dict[str, Any]) -> str:
+    return r["model"] + (f" {r['norm']}/{r['ffn']}" if r["norm"] else "")
+
+
+def plot_results(rows: List[Dict[str, Any]], out_dir: str) -> Dict[str, str]:
+    """Latency vs batch size per variant and mode, and throughput bars at the largest batch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = {}
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for label in sorted({_label(r) for r in rows if r["mode"] == mode}):
+            pts = sorted((r["batch"], r["median_ms"]) for r in rows if r["mode"] == mode and _label(r) == label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set_title(f"{mode}: latency vs batch")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("ms per batch (median)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out["latency_png"] = os.path.join(out_dir, "latency_vs_batch.png")
+    fig.savefig(out["latency_png"], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(rows)), 4))
+    top = max(r["batch"] for r in rows)
+    sel = [r for r in rows if r["batch"] == top]
+    ax.bar(range(len(sel)), [r["images_per_sec"] for r in sel])
+    ax.set_xticks(range(len(sel)))
+    ax.set_xticklabels([f"{_label(r)}\n{r['mode']}" for r in sel], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(f"images/s at batch {top}")
+    ax.set_title("throughput")
+    fig.tight_layout()
+    out["throughput_png"] = os.path.join(out_dir, "throughput.png")
+    fig.savefig(out["throughput_png"], dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_curves(run_dirs: Sequence[str], out_png: str, metric: str = "acc_top1") -> str:
+    """Eval accuracy vs epoch for training runs (their ``metrics.json``), one line per run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run in run_dirs:
+        with open(os.path.join(run, "metrics.json")) as f:
+            hist = json.load(f)["history"]
+        pts = [(h["epoch"], h["eval"][metric]) for h in hist if h["eval"].get(metric) is not None]
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=os.path.basename(run.rstrip("/")))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"eval {metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+if __name__ == "__main__" and "--worker" in sys.argv:
+    import warnings
+    warnings.filterwarnings("ignore")
+    spec = json.loads(sys.stdin.read())
+    result = worker([Case(**c) for c in spec["cases"]], spec["kind"], spec["warmup"], spec["runs"], spec["threads"])
+    print(json.dumps(result))

@@ -1,0 +1,56 @@
+"""tools/benchmark.py: the --quick mode writes the CSV, table and plots; ratios; curves; bad arguments."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+from edgevit_paddle.benchmark import COLUMNS, add_ratios
+
+from conftest import ROOT
+
+TOOL = os.path.join(ROOT, "tools", "benchmark.py")
+
+
+def test_quick_mode_writes_results(tmp_path):
+    res = subprocess.run([sys.executable, TOOL, "--quick", "--baseline", "model=vit_mnist", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert set(COLUMNS) <= set(rows[0]) and "speedup" in rows[0]
+    # 2 models x (eval, predictor, predictor_nofold at batch 1 and 2 + train at batch 2)
+    assert len(rows) == 14
+    assert {r["mode"] for r in rows} == {"eval", "predictor", "predictor_nofold", "train"}
+    assert all(float(r["median_ms"]) > 0 and float(r["images_per_sec"]) > 0 for r in rows)
+    edge = [r for r in rows if r["model"] == "edgevit_xxs"]
+    assert {(r["norm"], r["ffn"]) for r in edge} == {("gn", "conv")} and edge[0]["params"] == "4067704"
+    assert all(r["speedup"] == "1.0" for r in rows if r["model"] == "vit_mnist")
+    for f in ("results.md", "machine.json", "latency_vs_batch.png", "throughput.png"):
+        assert (tmp_path / f).stat().st_size > 0
+    machine = json.loads((tmp_path / "machine.json").read_text())
+    assert machine["cores"] >= 1 and machine["threads"] == 2 and machine["paddle"]
+    assert "| edgevit_xxs | gn | conv | eval |" in (tmp_path / "results.md").read_text()
+
+
+def test_ratios():
+    rows = [dict(model="m", norm="ln", ffn="linear", batch=1, size=8, mode="eval", median_ms=10.0),
+            dict(model="m", norm="gn", ffn="conv", batch=1, size=8, mode="eval", median_ms=5.0),
+            dict(model="m", norm="gn", ffn="conv", batch=2, size=8, mode="eval", median_ms=5.0)]
+    add_ratios(rows, {"norm": "ln", "ffn": "linear"})
+    assert [r["speedup"] for r in rows] == [1.0, 2.0, None]
+
+
+def test_curves_and_bad_arguments(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"history": [
+        {"epoch": 1, "train": {}, "eval": {"acc_top1": 0.5}}, {"epoch": 2, "train": {}, "eval": {"acc_top1": 0.7}}]}))
+    res = subprocess.run([sys.executable, TOOL, "--curves", str(run), "--out", str(tmp_path / "c")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and (tmp_path / "c" / "accuracy_vs_epoch.png").stat().st_size > 0
+    for args, text in [(["--models", "edgevit_xxxs"], "unknown model(s) edgevit_xxxs"),
+                       (["--variants", "gn-mlp"], "use norm-ffn pairs"),
+                       (["--curves", str(tmp_path)], "no metrics.json")]:
+        res = subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, cwd=ROOT)
+        assert res.returncode == 2 and res.stderr.startswith("error: ") and text in res.stderr, res.stderr

@@ -1,0 +1,93 @@
+"""Benchmark registered models and variants: parameters, GMACs, latency and throughput in dygraph eval, in the
+exported predictor (BatchNorms folded and not) and in training steps (paddle.Model.train_batch).
+
+    python tools/benchmark.py --models edgevit_xxs --variants all --batch-sizes 1 8 --modes eval predictor \\
+        predictor_nofold --baseline norm=ln,ffn=linear --out output/bench/edgevit_norms
+    python tools/benchmark.py --models vit_mnist vitbnffn_mnist vitbn_mnist --batch-sizes 1 100 --baseline \\
+        model=vit_mnist --out output/bench/vit_bn
+    python tools/benchmark.py --quick --out /tmp/bench                 # two tiny models, a few runs (CI)
+    python tools/benchmark.py --curves output/vit_mnist output/vitbn_mnist --out output/bench/curves
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from edgevit_paddle.cli import UserError, run  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["edgevit_xxs"], help="registered model names")
+    p.add_argument("--variants", default="default",
+                   help="EdgeViT norm-ffn pairs, e.g. gn-conv,ln-linear; 'all' for the six; 'default' = preset")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--sizes", nargs="+", type=int, help="input sizes (default: each model's default)")
+    p.add_argument("--modes", nargs="+", default=["eval", "predictor", "predictor_nofold", "train"],
+                   choices=["eval", "predictor", "predictor_nofold", "train"])
+    p.add_argument("--train-batch", type=int, help="batch size for train mode (default: the largest batch size)")
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--baseline", help="rows to compare against, e.g. norm=ln,ffn=linear or model=vit_mnist")
+    p.add_argument("--quick", action="store_true", help="two tiny models, small inputs, few runs (CI-sized)")
+    p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot eval accuracy vs epoch of training runs")
+    p.add_argument("--out", default="output/benchmark", help="folder for results.csv, results.md and plots")
+    args = p.parse_args(argv)
+
+    from edgevit_paddle import list_models
+    from edgevit_paddle.benchmark import Case, add_ratios, machine_info, plot_curves, run_benchmark, write_results
+
+    if args.curves:
+        missing = [r for r in args.curves if not os.path.isfile(os.path.join(r, "metrics.json"))]
+        if missing:
+            raise UserError(f"no metrics.json in {', '.join(missing)}: give training run folders (output/<run>)")
+        print(f"wrote {plot_curves(args.curves, os.path.join(args.out, 'accuracy_vs_epoch.png'))}")
+        return 0
+    if args.quick:
+        args.models, args.batch_sizes, args.runs, args.warmup = ["vit_mnist", "edgevit_xxs"], [1, 2], 3, 1
+        args.sizes = None
+    unknown = [m for m in args.models if m not in list_models()]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
+    if args.variants == "all":
+        pairs = [(n, f) for n in ("gn", "ln", "bn") for f in ("conv", "linear")]
+    elif args.variants == "default":
+        pairs = [(None, None)]
+    else:
+        try:
+            pairs = [tuple(v.split("-")) for v in args.variants.split(",")]
+            assert all(len(pair) == 2 and pair[0] in ("gn", "ln", "bn") and pair[1] in ("conv", "linear")
+                       for pair in pairs)
+        except AssertionError:
+            raise UserError(f"--variants '{args.variants}': use norm-ffn pairs such as gn-conv,ln-linear, or all")
+    if any(b < 1 for b in args.batch_sizes) or args.runs < 1 or args.threads < 1:
+        raise UserError("--batch-sizes, --runs and --threads must be >= 1")
+    from edgevit_paddle import create_model
+    cases = []
+    for name in args.models:
+        default = create_model(name).default_input_size[1]
+        sizes = args.sizes or ([64] if args.quick and name.startswith("edgevit") else [default])
+        for norm, ffn in (pairs if name.startswith("edgevit") else [(None, None)]):
+            for size in sizes:
+                for mode in args.modes:
+                    batches = [args.train_batch or max(args.batch_sizes)] if mode == "train" else args.batch_sizes
+                    cases += [Case(name, norm, ffn, b, size, mode) for b in batches]
+    rows = run_benchmark(cases, args.warmup, args.runs, args.threads)
+    if args.baseline:
+        try:
+            baseline = dict(kv.split("=", 1) for kv in args.baseline.split(","))
+        except ValueError:
+            raise UserError(f"--baseline '{args.baseline}': use key=value pairs, e.g. norm=ln,ffn=linear")
+        add_ratios(rows, baseline)
+    machine = machine_info(args.threads)
+    paths = write_results(rows, args.out, machine)
+    print(open(paths["md"]).read())
+    for kind, path in paths.items():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
