@@ -6,6 +6,8 @@ from typing import Callable, Optional
 
 import paddle.nn as nn
 
+from .conv import Conv2D
+
 from .norm import check_choice
 
 FFNS = ("conv", "linear")
@@ -30,7 +32,7 @@ class Mlp(nn.Layer):
         super().__init__()
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
-        layer = partial(nn.Conv2D, kernel_size=1) if use_conv else nn.Linear
+        layer = partial(Conv2D, kernel_size=1) if use_conv else nn.Linear
         self.fc1 = layer(in_features, hidden_features)
         self.norm = norm_layer(hidden_features) if norm_layer is not None else nn.Identity()
         self.act = act_layer()

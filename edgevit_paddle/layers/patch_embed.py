@@ -5,6 +5,8 @@ from typing import Callable, Optional
 
 import paddle.nn as nn
 
+from .conv import Conv2D
+
 
 class PatchEmbed(nn.Layer):
     """Conv(kernel=stride=patch_size) then a norm.
@@ -22,7 +24,7 @@ class PatchEmbed(nn.Layer):
         super().__init__()
         self.patch_size = patch_size
         self.flatten = flatten
-        self.proj = nn.Conv2D(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = Conv2D(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
 
     def forward(self, x):

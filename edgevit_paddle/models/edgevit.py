@@ -25,6 +25,7 @@ import paddle.nn as nn
 
 from ..layers import (Attend, DropPath, PatchEmbed, check_choice, get_ffn_layer, get_norm_layer, init_torch_style,
                       mark_as_linear, merge_heads, split_heads)
+from ..layers.conv import Conv2D, Conv2DTranspose
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
@@ -45,11 +46,11 @@ class LocalAgg(nn.Layer):
     def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0,
                  act_layer: Callable = nn.GELU):
         super().__init__()
-        self.pos_embed = nn.Conv2D(dim, dim, 3, padding=1, groups=dim)
+        self.pos_embed = Conv2D(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.BatchNorm2D(dim)
-        self.conv1 = nn.Conv2D(dim, dim, 1)
-        self.conv2 = nn.Conv2D(dim, dim, 1)
-        self.attn = nn.Conv2D(dim, dim, 5, padding=2, groups=dim)
+        self.conv1 = Conv2D(dim, dim, 1)
+        self.conv2 = Conv2D(dim, dim, 1)
+        self.attn = Conv2D(dim, dim, 5, padding=2, groups=dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.BatchNorm2D(dim)
         self.mlp = get_ffn_layer("conv")(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
@@ -79,10 +80,10 @@ class GlobalSparseAttn(nn.Layer):
         self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
         self.attend = Attend(self.head_dim ** -0.5, attn_drop)
         if sr_ratio > 1:
-            self.local_prop = nn.Conv2DTranspose(dim, dim, sr_ratio, stride=sr_ratio, groups=dim)
+            self.local_prop = Conv2DTranspose(dim, dim, sr_ratio, stride=sr_ratio, groups=dim)
             self.norm = norm_layer(dim)
         if channels_first:
-            self.proj = nn.Conv2D(dim, dim, 1)
+            self.proj = Conv2D(dim, dim, 1)
             mark_as_linear(self.proj)
         else:
             self.proj = nn.Linear(dim, dim)
@@ -120,7 +121,7 @@ class SelfAttn(nn.Layer):
                  ffn_layer: Callable = nn.Linear, channels_first: bool = False):
         super().__init__()
         self.channels_first = channels_first
-        self.pos_embed = nn.Conv2D(dim, dim, 3, padding=1, groups=dim)
+        self.pos_embed = Conv2D(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = prenorm_layer(dim)
         self.attn = GlobalSparseAttn(dim, num_heads, qkv_bias, attn_drop, drop, sr_ratio, prop_norm_layer,
                                      channels_first)
