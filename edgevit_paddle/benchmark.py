@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-MODES = ("eval", "predictor", "predictor_nofold", "train")
+MODES = ("eval", "predictor", "predictor_nofold", "predictor_noonednn", "train")
 COLUMNS = ["model", "norm", "ffn", "batch", "size", "mode", "params", "gmacs", "median_ms", "p10_ms", "p90_ms",
            "images_per_sec", "runs", "threads"]
 
@@ -120,7 +120,7 @@ def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
             out = os.path.join(workdir, tag)
             export_model(model, out, shape[1:], {"preprocess": [], "class_names": []}, fold=fold)
             exported[tag] = out
-        pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads))
+        pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads, mkldnn=case.mode != "predictor_noonednn"))
         x = np.random.RandomState(0).standard_normal([case.batch, *pred.input_size]).astype(np.float32)
         runners[case.key] = lambda pred=pred, x=x: pred.run(x)
     return runners

@@ -25,7 +25,9 @@ def main(argv=None):
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     p.add_argument("--sizes", nargs="+", type=int, help="input sizes (default: each model's default)")
     p.add_argument("--modes", nargs="+", default=["eval", "predictor", "predictor_nofold", "train"],
-                   choices=["eval", "predictor", "predictor_nofold", "train"])
+                   choices=["eval", "predictor", "predictor_nofold", "predictor_noonednn", "train"],
+                   help="predictor = exported, BatchNorms folded, oneDNN; predictor_nofold: not folded; "
+                        "predictor_noonednn: folded, oneDNN off")
     p.add_argument("--train-batch", type=int, help="batch size for train mode (default: the largest batch size)")
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
@@ -33,6 +35,9 @@ def main(argv=None):
     p.add_argument("--baseline", help="rows to compare against, e.g. norm=ln,ffn=linear or model=vit_mnist")
     p.add_argument("--quick", action="store_true", help="two tiny models, small inputs, few runs (CI-sized)")
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot eval accuracy vs epoch of training runs")
+    p.add_argument("--precision-check", nargs="+", metavar=("MODEL_DIR", "IMAGES"),
+                   help="top-1 agreement of a reduced precision (--precision) with fp32 on real images")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp16"], help="for --precision-check")
     p.add_argument("--out", default="output/benchmark", help="folder for results.csv, results.md and plots")
     args = p.parse_args(argv)
 
@@ -44,6 +49,15 @@ def main(argv=None):
         if missing:
             raise UserError(f"no metrics.json in {', '.join(missing)}: give training run folders (output/<run>)")
         print(f"wrote {plot_curves(args.curves, os.path.join(args.out, 'accuracy_vs_epoch.png'))}")
+        return 0
+    if args.precision_check:
+        from edgevit_paddle.inference import expand_inputs, precision_agreement
+        if len(args.precision_check) < 2:
+            raise UserError("--precision-check needs a model folder and images (files, folders or globs)")
+        res = precision_agreement(args.precision_check[0], expand_inputs(args.precision_check[1:]), args.precision,
+                                  threads=args.threads)
+        print(f"{args.precision} vs fp32 on {res['images']} images: top-1 agreement {100 * res['top1_agreement']:.2f}% "
+              f"({res['disagreements']} differ), max probability difference {res['max_prob_diff']:.4f}")
         return 0
     if args.quick:
         args.models, args.batch_sizes, args.runs, args.warmup = ["vit_mnist", "edgevit_xxs"], [1, 2], 3, 1

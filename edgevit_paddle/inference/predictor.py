@@ -290,3 +290,18 @@ def expand_inputs(inputs: Iterable[str]) -> List[str]:
         else:
             paths.append(item)
     return paths
+
+
+def precision_agreement(model_dir: str, paths: Sequence[str], precision: str = "bf16", threads: int = 2,
+                        batch_size: int = 16) -> Dict[str, Any]:
+    """Top-1 agreement of a reduced-precision predictor with float32 on real images (measure before advertising)."""
+    device = "gpu" if precision == "fp16" else "cpu"
+    ref = Predictor(model_dir, PredictorOptions(device=device, cpu_threads=threads, batch_size=batch_size))
+    low = Predictor(model_dir, PredictorOptions(device=device, cpu_threads=threads, batch_size=batch_size,
+                                                precision=precision))
+    a = [r for r in ref.predict_paths(paths, topk=1) if "topk" in r]
+    b = [r for r in low.predict_paths(paths, topk=1) if "topk" in r]
+    same = sum(x["topk"][0]["class_id"] == y["topk"][0]["class_id"] for x, y in zip(a, b))
+    diff = max((abs(x["topk"][0]["score"] - y["topk"][0]["score"]) for x, y in zip(a, b)), default=0.0)
+    return {"images": len(a), "top1_agreement": same / max(len(a), 1), "disagreements": len(a) - same,
+            "max_prob_diff": diff}
