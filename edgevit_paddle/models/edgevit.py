@@ -23,13 +23,14 @@ from typing import Callable, Optional, Sequence
 import paddle
 import paddle.nn as nn
 
-from ..layers import (Attend, DropPath, PatchEmbed, check_choice, get_ffn_layer, get_norm_layer, init_torch_style,
-                      mark_as_linear, merge_heads, split_heads)
+from ..layers import (Attend, DropPath, PatchEmbed, check_choice, get_ffn_layer, get_norm_layer, mark_as_linear,
+                      merge_heads, split_heads)
 from ..layers.conv import Conv2D, Conv2DTranspose
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
 from ..registry import build_model, register_model
+from .base import Classifier
 
 __all__ = ["EdgeViT", "edgevit_xxs", "edgevit_xs", "edgevit_s", "EdgeViT_XXS", "EdgeViT_XS", "EdgeViT_S"]
 
@@ -171,7 +172,7 @@ class EdgeViTStage(nn.Layer):
         return self.blocks(self.pos_drop(self.patch_embed(x)))
 
 
-class EdgeViT(nn.Layer):
+class EdgeViT(Classifier):
     """EdgeViT with switchable norm and FFN.
 
     Args:
@@ -205,10 +206,7 @@ class EdgeViT(nn.Layer):
         check_choice("global_pool", global_pool, ("avg",))
         if not (len(depths) == len(embed_dims) == len(sr_ratios) == 4):
             raise ValueError("depths, embed_dims and sr_ratios need one value for each of the 4 stages")
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if int(in_chans) < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        self.check_sizes(num_classes, in_chans)
         if norm == "gn" and any(d % norm_groups for d in embed_dims):
             raise ValueError(f"norm_groups={norm_groups} must divide every stage's channels {list(embed_dims)}")
         if any(d % head_dim for d in embed_dims):
@@ -244,24 +242,6 @@ class EdgeViT(nn.Layer):
         self.head = nn.Linear(self.num_features, self.num_classes)
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(layer: nn.Layer) -> None:
-        init_torch_style(layer)
-
-    def no_weight_decay(self) -> set:
-        return set()
-
-    def get_classifier(self) -> nn.Layer:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a new ``num_classes``-way Linear (0: no head, ``forward`` returns pooled features)."""
-        if int(num_classes) < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = int(num_classes)
-        self.head = nn.Linear(self.num_features, self.num_classes) if num_classes > 0 else nn.Identity()
-        self.head.apply(self._init_weights)
-
     def forward_features(self, x):
         check_image_input(x.shape, self.in_chans, self.stride, getattr(self, "model_name", "EdgeViT"))
         for stage in self.stages:
@@ -271,9 +251,6 @@ class EdgeViT(nn.Layer):
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean(axis=[2, 3])
         return x if pre_logits else self.head(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _create_edgevit(variant: str, arch: dict, **kwargs) -> EdgeViT:

@@ -19,11 +19,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (Attend, DropPath, Mlp, PatchEmbed, check_choice, get_norm_layer, init_torch_style,
-                      merge_heads, split_heads, trunc_normal_)
+from ..layers import (Attend, DropPath, Mlp, PatchEmbed, check_choice, get_norm_layer, merge_heads, split_heads,
+                      trunc_normal_)
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
 from ..registry import build_model, register_model
+from .base import Classifier
 
 __all__ = ["VisionTransformer", "ViT", "ViTBNFFN", "ViTBN"]
 
@@ -65,7 +66,7 @@ class Block(nn.Layer):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class VisionTransformer(nn.Layer):
+class VisionTransformer(Classifier):
     """ViT with a switchable norm (``norm``) and an optional BatchNorm inside the FFN (``ffn_norm``).
 
     Args:
@@ -98,10 +99,9 @@ class VisionTransformer(nn.Layer):
         check_choice("global_pool", global_pool, ("token", "avg"))
         if ffn_norm is not None:
             check_choice("ffn_norm", ffn_norm, NORMS)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if int(in_chans) < 1 or int(depth) < 1:
-            raise ValueError(f"in_chans and depth must be >= 1, got in_chans={in_chans}, depth={depth}")
+        self.check_sizes(num_classes, in_chans)
+        if int(depth) < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
         self.num_classes = int(num_classes)
@@ -127,23 +127,8 @@ class VisionTransformer(nn.Layer):
         self.feature_info = [dict(module=f"blocks.{depth - 1}", num_chs=embed_dim, reduction=patch_size)]
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(layer: nn.Layer) -> None:
-        init_torch_style(layer)
-
     def no_weight_decay(self) -> set:
         return {"pos_embed", "cls_token"}
-
-    def get_classifier(self) -> nn.Layer:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a new ``num_classes``-way Linear (0: no head, ``forward`` returns pooled features)."""
-        if int(num_classes) < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = int(num_classes)
-        self.head = nn.Linear(self.num_features, self.num_classes) if num_classes > 0 else nn.Identity()
-        self.head.apply(self._init_weights)
 
     def _pos_embed(self, grid_h: int, grid_w: int):
         if (grid_h, grid_w) == (self.grid, self.grid):
@@ -166,9 +151,6 @@ class VisionTransformer(nn.Layer):
     def forward_head(self, x, pre_logits: bool = False):
         x = x[:, 0] if self.global_pool == "token" else x[:, 1:].mean(axis=1)
         return x if pre_logits else self.head(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 ViT = VisionTransformer
