@@ -18,8 +18,10 @@ import paddle.nn as nn
 
 _RULES = [
     (re.compile(r"^patch_embed(\d)\."), lambda m: f"stages.{int(m.group(1)) - 1}.patch_embed."),
-    (re.compile(r"^blocks(\d)\.(\d+)\.LocalAgg\."), lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.local_agg."),
-    (re.compile(r"^blocks(\d)\.(\d+)\.SelfAttn\."), lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.self_attn."),
+    (re.compile(r"^blocks(\d)\.(\d+)\.LocalAgg\."),
+     lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.local_agg."),
+    (re.compile(r"^blocks(\d)\.(\d+)\.SelfAttn\."),
+     lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.self_attn."),
     (re.compile(r"\.attn\.LocalProp\."), lambda m: ".attn.local_prop."),
     (re.compile(r"\.running_mean$"), lambda m: "._mean"),
     (re.compile(r"\.running_var$"), lambda m: "._variance"),

@@ -69,8 +69,8 @@ def check_options(opts: PredictorOptions) -> None:
         raise PredictorError("--use-tensorrt needs --device gpu")
     if opts.device == "gpu":
         if not paddle.is_compiled_with_cuda():
-            raise PredictorError("--device gpu needs the GPU build of Paddle (pip install paddlepaddle-gpu, see README); "
-                                 "this one is CPU-only: use --device cpu")
+            raise PredictorError("--device gpu needs the GPU build of Paddle (pip install paddlepaddle-gpu, see "
+                                 "README); this one is CPU-only: use --device cpu")
         if paddle.device.cuda.device_count() <= opts.gpu_id:
             raise PredictorError(f"no GPU {opts.gpu_id} visible (found {paddle.device.cuda.device_count()}): check "
                                  "CUDA_VISIBLE_DEVICES or --gpu-id")
@@ -245,7 +245,8 @@ class Predictor:
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def predict_paths(self, paths: Sequence[str], topk: int = 5) -> Iterator[Dict[str, Any]]:
-        """For each path, in order: ``{"path", "topk": [{"class_id", "label", "score"}...]}`` or ``{"path", "error"}``."""
+        """For each path, in order: ``{"path", "topk": [{"class_id", "label", "score"}...]}``, or
+        ``{"path", "error"}`` for a file that cannot be read."""
         bs = self.options.batch_size
         pending: List[Tuple[str, np.ndarray]] = []
         for path in paths:

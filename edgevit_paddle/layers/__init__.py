@@ -8,7 +8,8 @@ from .patch_embed import PatchEmbed
 from .weight_init import init_torch_style, mark_as_linear, trunc_normal_
 
 __all__ = [
-    "Conv2D", "Conv2DTranspose", "Attend", "count_attend_macs", "merge_heads", "split_heads", "DropPath", "drop_path", "FFNS", "Mlp",
+    "Conv2D", "Conv2DTranspose", "Attend", "count_attend_macs", "merge_heads", "split_heads", "DropPath", "drop_path",
+    "FFNS", "Mlp",
     "get_ffn_layer", "NORMS", "GroupNorm2d", "GroupNormTokens", "LayerNorm2d", "check_choice", "get_norm_layer",
     "PatchEmbed", "init_torch_style", "mark_as_linear", "trunc_normal_",
 ]
