@@ -160,7 +160,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     setup_logging(run_dir if write else None)
     print(f"run directory: {run_dir}", flush=True)
     trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
-    log.info(f"model {cfg['Model']['name']} {_variant(net)}; {trainable:,} trainable parameters; {world_size} process(es) on {g['device']}")
+    log.info(f"model {cfg['Model']['name']} {_variant(net)}; {trainable:,} trainable parameters; "
+             f"{world_size} process(es) on {g['device']}")
     log.info(f"train data: {train_ds.info.describe()}")
     log.info(f"eval data:  {eval_ds.info.describe()}")
 
