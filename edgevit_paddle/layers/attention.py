@@ -35,7 +35,8 @@ def count_attend_macs(layer: Attend, inputs, output) -> None:
 def split_heads(qkv: paddle.Tensor, num_heads: int, head_dim: int):
     """Split a fused qkv projection [B, N, 3 * heads * head_dim] into q, k, v of [B, heads, N, head_dim]."""
     qkv = qkv.reshape([0, -1, 3, num_heads, head_dim]).transpose([2, 0, 3, 1, 4])  # 0: keep the (dynamic) batch
-    return qkv[0], qkv[1], qkv[2]
+    q, k, v = paddle.unbind(qkv, axis=0)  # its backward is one stack; three slices' would zero-fill three times
+    return q, k, v
 
 
 def merge_heads(x: paddle.Tensor) -> paddle.Tensor:
