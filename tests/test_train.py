@@ -194,3 +194,14 @@ def test_eval_tool_and_train_tool_errors(tmp_path):
         err = [line for line in res.stderr.strip().splitlines() if line.startswith("error: ")]
         assert len(err) == 1 and text in err[0], res.stderr[-2000:]
         assert "Traceback" not in res.stderr
+
+
+def test_resume_auto_finds_the_newest_run(tmp_path):
+    overrides = ["Model.name=edgevit_xxs", f"Global.output_dir={tmp_path}", "Global.run_name=tiny", *TINY,
+                 "Global.epochs=1"]
+    with pytest.raises(FileNotFoundError, match="found no run of 'tiny'"):
+        trainer_mod.resolve_resume("auto", None, overrides)
+    train(load_config(None, overrides))
+    train(load_config(None, overrides))
+    assert trainer_mod.resolve_resume("auto", None, overrides) == os.path.join(str(tmp_path), "tiny-2")
+    assert trainer_mod.resolve_resume(str(tmp_path / "tiny"), None, overrides) == str(tmp_path / "tiny")
