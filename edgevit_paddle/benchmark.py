@@ -50,6 +50,39 @@ class Case:
         return f"{self.model}|{self.norm}|{self.ffn}|{self.batch}|{self.size}|{self.mode}"
 
 
+def parse_variants(text: str) -> List[tuple]:
+    """'all' -> the six EdgeViT norm/ffn pairs; 'default' -> the presets'; 'gn-conv,ln-linear' -> those pairs."""
+    if text == "all":
+        return [(n, f) for n in ("gn", "ln", "bn") for f in ("conv", "linear")]
+    if text == "default":
+        return [(None, None)]
+    pairs = [tuple(v.split("-")) for v in text.split(",")]
+    if not all(len(p) == 2 and p[0] in ("gn", "ln", "bn") and p[1] in ("conv", "linear") for p in pairs):
+        raise ValueError(f"--variants '{text}': use norm-ffn pairs such as gn-conv,ln-linear, or all")
+    return pairs
+
+
+def build_cases(models: Sequence[str], variants: str, batch_sizes: Sequence[int], sizes: Optional[Sequence[int]],
+                modes: Sequence[str], train_batch: Optional[int] = None, quick: bool = False) -> List[Case]:
+    """Every model x variant x size x mode x batch (train mode at ``train_batch``, default the largest batch)."""
+    from .registry import create_model, list_models
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
+    if any(b < 1 for b in batch_sizes):
+        raise ValueError("--batch-sizes must be >= 1")
+    pairs = parse_variants(variants)
+    cases = []
+    for name in models:
+        default = create_model(name).default_input_size[1]
+        for norm, ffn in (pairs if name.startswith("edgevit") else [(None, None)]):
+            for size in sizes or ([64] if quick and name.startswith("edgevit") else [default]):
+                for mode in modes:
+                    batches = [train_batch or max(batch_sizes)] if mode == "train" else batch_sizes
+                    cases += [Case(name, norm, ffn, b, size, mode) for b in batches]
+    return cases
+
+
 def machine_info(threads: int) -> Dict[str, Any]:
     import paddle
     cpu = platform.processor() or "unknown"

@@ -41,8 +41,8 @@ def main(argv=None):
     p.add_argument("--out", default="output/benchmark", help="folder for results.csv, results.md and plots")
     args = p.parse_args(argv)
 
-    from edgevit_paddle import list_models
-    from edgevit_paddle.benchmark import Case, add_ratios, machine_info, plot_curves, run_benchmark, write_results
+    from edgevit_paddle.benchmark import (add_ratios, build_cases, machine_info, plot_curves, run_benchmark,
+                                          write_results)
 
     if args.curves:
         missing = [r for r in args.curves if not os.path.isfile(os.path.join(r, "metrics.json"))]
@@ -62,32 +62,10 @@ def main(argv=None):
     if args.quick:
         args.models, args.batch_sizes, args.runs, args.warmup = ["vit_mnist", "edgevit_xxs"], [1, 2], 3, 1
         args.sizes = None
-    unknown = [m for m in args.models if m not in list_models()]
-    if unknown:
-        raise UserError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
-    if args.variants == "all":
-        pairs = [(n, f) for n in ("gn", "ln", "bn") for f in ("conv", "linear")]
-    elif args.variants == "default":
-        pairs = [(None, None)]
-    else:
-        try:
-            pairs = [tuple(v.split("-")) for v in args.variants.split(",")]
-            assert all(len(pair) == 2 and pair[0] in ("gn", "ln", "bn") and pair[1] in ("conv", "linear")
-                       for pair in pairs)
-        except AssertionError:
-            raise UserError(f"--variants '{args.variants}': use norm-ffn pairs such as gn-conv,ln-linear, or all")
-    if any(b < 1 for b in args.batch_sizes) or args.runs < 1 or args.threads < 1:
-        raise UserError("--batch-sizes, --runs and --threads must be >= 1")
-    from edgevit_paddle import create_model
-    cases = []
-    for name in args.models:
-        default = create_model(name).default_input_size[1]
-        sizes = args.sizes or ([64] if args.quick and name.startswith("edgevit") else [default])
-        for norm, ffn in (pairs if name.startswith("edgevit") else [(None, None)]):
-            for size in sizes:
-                for mode in args.modes:
-                    batches = [args.train_batch or max(args.batch_sizes)] if mode == "train" else args.batch_sizes
-                    cases += [Case(name, norm, ffn, b, size, mode) for b in batches]
+    if args.runs < 1 or args.threads < 1:
+        raise UserError("--runs and --threads must be >= 1")
+    cases = build_cases(args.models, args.variants, args.batch_sizes, args.sizes, args.modes, args.train_batch,
+                        quick=args.quick)
     rows = run_benchmark(cases, args.warmup, args.runs, args.threads)
     if args.baseline:
         try:
