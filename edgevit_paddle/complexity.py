@@ -9,7 +9,7 @@ import paddle
 import paddle.nn as nn
 
 from .layers import Attend, count_attend_macs
-from .layers.norm import GroupNorm2d, GroupNormTokens, LayerNorm2d
+from .layers.norm import BatchNormTokens, GroupNorm2d, GroupNormTokens, LayerNorm2d
 
 def _count_norm(layer: nn.Layer, inputs, output) -> None:
     layer.total_ops += int(2 * inputs[0].numel())
@@ -17,7 +17,8 @@ def _count_norm(layer: nn.Layer, inputs, output) -> None:
 
 #: ``custom_ops`` for ``paddle.flops``: attention matmuls, and the norms it lacks counted like its BatchNorm.
 CUSTOM_OPS = {Attend: count_attend_macs, GroupNorm2d: _count_norm, GroupNormTokens: _count_norm,
-              LayerNorm2d: _count_norm, nn.LayerNorm: _count_norm, nn.BatchNorm1D: _count_norm}
+              LayerNorm2d: _count_norm, nn.LayerNorm: _count_norm, nn.BatchNorm1D: _count_norm,
+              BatchNormTokens: _count_norm}
 
 
 def count_params(model: nn.Layer) -> int:

@@ -57,6 +57,16 @@ def test_folding_is_exact(name, norm, ffn):
     assert len(folded.folded_bn) == expected
 
 
+@pytest.mark.parametrize("name,norm,ffn", [("edgevit_xxs", "bn", "linear"), ("vitbn_mnist", None, None)])
+def test_unfolded_token_batchnorm_runs_in_the_onednn_predictor(tmp_path, name, norm, ffn):
+    model = randomise_bn(ep.create_model(name, norm=norm, ffn=ffn))
+    model.eval()
+    x = small_input(model)
+    export_model(model, str(tmp_path), x.shape[1:], {"preprocess": [], "class_names": []}, fold=False)
+    got = Predictor(str(tmp_path), PredictorOptions(mkldnn=True)).run(x.numpy())
+    np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
+
+
 def tiny_cfg(tmp_path, *more):
     return load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=digits", "Data.image_size=32",
                               f"Global.output_dir={tmp_path}", *more])

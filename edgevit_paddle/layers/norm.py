@@ -9,6 +9,7 @@ import difflib
 from functools import partial
 from typing import Callable
 
+import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
@@ -39,13 +40,32 @@ class GroupNormTokens(nn.GroupNorm):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NLC")
 
 
+class BatchNormTokens(nn.BatchNorm1D):
+    """BatchNorm over the channels of a token sequence [B, N, C] (statistics over batch and tokens).
+
+    Dygraph uses Paddle's NLC kernel. Under export the tokens are transposed to NCL around the op instead: Paddle
+    Inference's oneDNN batch_norm (3.3.1) takes an NLC input's token axis for the channels and fails.
+    """
+
+    def __init__(self, num_features: int, epsilon: float = 1e-5, momentum: float = 0.9):
+        super().__init__(num_features, momentum=momentum, epsilon=epsilon, data_format="NLC")
+
+    def forward(self, x):
+        if paddle.in_dynamic_mode():
+            return super().forward(x)
+        y = F.batch_norm(x.transpose([0, 2, 1]), self._mean, self._variance, weight=self.weight, bias=self.bias,
+                         training=self.training, momentum=self._momentum, epsilon=self._epsilon, data_format="NCL",
+                         use_global_stats=self._use_global_stats)
+        return y.transpose([0, 2, 1])
+
+
 _NORM_CLASSES = {
     ("gn", "nchw"): GroupNorm2d,
     ("gn", "nlc"): GroupNormTokens,
     ("ln", "nchw"): LayerNorm2d,
     ("ln", "nlc"): nn.LayerNorm,
     ("bn", "nchw"): nn.BatchNorm2D,
-    ("bn", "nlc"): partial(nn.BatchNorm1D, data_format="NLC"),
+    ("bn", "nlc"): BatchNormTokens,
 }
 
 
