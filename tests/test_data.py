@@ -116,3 +116,16 @@ def test_imagefolder_class_errors(tmp_path):
         build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}"), "Train")
     with pytest.raises(DataError, match=r"split 'test' not found"):
         build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}", "Data.Eval.split=test"), "Eval")
+
+
+def test_flowers_read_only_root_is_linked_into_the_cache(tmp_path, monkeypatch):
+    from edgevit_paddle.data import datasets as ds_mod
+    root = tmp_path / "ro"
+    root.mkdir()
+    for f in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
+        os.symlink(os.path.join(DATA, "flowers102", f), root / f)
+    monkeypatch.setattr(ds_mod.os, "access", lambda path, mode: False)  # as for a user who cannot write there
+    cache = tmp_path / "cache"
+    assert ds_mod._writable_flowers_root(str(root), str(cache)) == str(cache / "flowers102")
+    assert sorted(os.listdir(cache / "flowers102")) == ["102flowers.tgz", "imagelabels.mat", "setid.mat"]
+    assert not (root / "102flowers").exists()
