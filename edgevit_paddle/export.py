@@ -254,3 +254,17 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
         if diff > 1e-4 * max(1.0, float(np.abs(ref).max())):
             raise RuntimeError(f"the exported model differs from the dygraph model by {diff:.3g}: please report this")
     return result
+
+
+def export_registered(name: str, out_dir: str, fold: bool = True, image_size: Optional[int] = None,
+                      **model_kwargs: Any) -> Dict[str, str]:
+    """Export a registered model with random weights at its default input size (for benchmarks and smoke tests)."""
+    from .registry import create_model
+    net = create_model(name, **model_kwargs)
+    c, h, _ = net.default_input_size
+    size = image_size or h
+    from .data.transforms import default_transforms
+    spec = default_transforms(size, train=False) if c == 3 else default_transforms(size, False, [0.5] * c, [0.5] * c)
+    meta = {"model": name, "num_classes": net.num_classes, "class_names": [str(i) for i in range(net.num_classes)],
+            "preprocess": preprocessing_from_transforms(spec, size), "weights": "random (registry name)"}
+    return export_model(net, out_dir, (c, size, size), meta, fold=fold)

@@ -106,6 +106,20 @@ def test_sidecar_contents_and_export_tool(tmp_path):
                            out_dir=str(tmp_path / "x"))
 
 
+def test_export_a_registry_name_with_random_weights(tmp_path):
+    tool = os.path.join(ROOT, "tools", "export.py")
+    res = subprocess.run([sys.executable, tool, "--model", "vitbn_mnist", "--out", str(tmp_path)], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    meta = yaml.safe_load((tmp_path / "inference.yml").read_text())
+    assert meta["input_size"] == [1, 28, 28] and meta["folded_batchnorms"] == 14 and meta["num_classes"] == 10
+    pred = Predictor(str(tmp_path))
+    assert pred.preprocess(np.zeros([40, 30], np.uint8)).shape == (1, 28, 28)
+    assert pred.run(np.zeros([2, 1, 28, 28], np.float32)).shape == (2, 10)
+    res = subprocess.run([sys.executable, tool], capture_output=True, text=True)
+    assert res.returncode == 2 and "give -c CONFIG" in res.stderr
+
+
 @pytest.fixture(scope="module")
 def flowers_images(tmp_path_factory):
     """A few real Flowers-102 JPEGs (as shipped, 128 px short side), extracted from the shared archive."""
