@@ -205,3 +205,21 @@ def test_resume_auto_finds_the_newest_run(tmp_path):
     train(load_config(None, overrides))
     assert trainer_mod.resolve_resume("auto", None, overrides) == os.path.join(str(tmp_path), "tiny-2")
     assert trainer_mod.resolve_resume(str(tmp_path / "tiny"), None, overrides) == str(tmp_path / "tiny")
+
+
+def test_ctrl_c_on_the_command_line_saves_a_checkpoint(tmp_path):
+    import signal
+    cmd = [sys.executable, "tools/train.py", "-o", f"Global.output_dir={tmp_path}", "-o", "Global.run_name=sig",
+           *[a for kv in TINY for a in ("-o", kv)], "-o", "Global.epochs=50"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "epoch 1/50" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + out
+    latest = json.loads((tmp_path / "sig" / "checkpoints" / "latest.json").read_text())
+    assert latest["checkpoint"] == "interrupted" and latest["epochs_done"] >= 1
+    assert "--resume" in out

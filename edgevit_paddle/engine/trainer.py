@@ -5,7 +5,9 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from typing import Any, Dict, Optional, Sequence
@@ -123,6 +125,10 @@ def set_device(device: str) -> None:
 def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     """Train as ``cfg`` says; with ``resume`` (a run folder) continue that run. Returns the metrics written."""
     g = cfg["Global"]
+    if threading.current_thread() is threading.main_thread():
+        # Importing Paddle leaves SIGINT caught at the C level, so Ctrl-C would not stop training; give it back to
+        # Python, which raises KeyboardInterrupt (and we save a checkpoint).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     set_device(g["device"])
     rank, world_size = world()
     write = rank == 0
