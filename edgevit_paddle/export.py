@@ -202,7 +202,7 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
     Class names come from ``Infer.label_file`` or the run's ``labels.txt``. Returns the files and the check's
     maximum absolute difference.
     """
-    from .engine.checkpoint import load_weights
+    from .engine.checkpoint import load_fitting_weights, load_weights
     from .registry import create_model
 
     kwargs = {k: v for k, v in cfg["Model"].items() if k != "name"}
@@ -219,12 +219,7 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
     name = cfg["Model"]["name"]
     net = create_model(name, **kwargs)
     if state is not None:
-        own = net.state_dict()
-        bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
-        if bad:
-            raise ValueError(f"weights '{weights}' do not fit {name}: missing or different {', '.join(bad[:4])}; "
-                             "export with the run's config.yaml")
-        net.set_state_dict(state)
+        load_fitting_weights(net, state, weights, name)
     size = cfg["Export"]["image_size"] or cfg["Data"]["image_size"]
     input_size = (cfg["Data"]["channels"], size, size)
     if labels and len(labels) != net.num_classes:

@@ -98,6 +98,16 @@ def load_weights(path: str) -> Dict[str, Any]:
     return paddle.load(file)
 
 
+def load_fitting_weights(network, state: Dict[str, Any], source: str, what: str) -> None:
+    """Set ``state`` on ``network`` after checking every parameter is there with its shape; else a one-line error."""
+    own = network.state_dict()
+    bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
+    if bad:
+        raise ValueError(f"weights '{source}' do not fit {what}: missing or different {', '.join(bad[:5])}"
+                         f"{' ...' if len(bad) > 5 else ''}; use the run's config.yaml")
+    network.set_state_dict(state)
+
+
 def prune(ckpt_dir: str, keep: int, protect=("best", "latest")) -> None:
     """Delete the oldest ``epoch_<n>`` checkpoints beyond the newest ``keep``."""
     epochs = sorted({int(f.split("_")[1].split(".")[0]) for f in os.listdir(ckpt_dir)

@@ -1,7 +1,6 @@
 """Optimizer, learning-rate schedule and loss from the ``Optimizer`` and ``Loss`` config sections."""
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Tuple
 
 import paddle
@@ -99,7 +98,3 @@ class CrossEntropy(nn.Layer):
 def build_loss(loss_cfg: Dict[str, Any]) -> nn.Layer:
     return CrossEntropy(loss_cfg["label_smoothing"])
 
-
-def current_lr(opt: paddle.optimizer.Optimizer) -> float:
-    lr = opt.get_lr()
-    return float(lr) if not math.isnan(float(lr)) else 0.0

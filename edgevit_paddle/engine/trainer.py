@@ -22,7 +22,7 @@ from ..data import build_dataset
 from ..layers.patch_embed import check_image_input
 from ..registry import create_model
 from .callbacks import RunState, TrainingMonitor, write_metrics
-from .checkpoint import load_checkpoint, load_weights, read_latest
+from .checkpoint import load_checkpoint, load_fitting_weights, load_weights, read_latest
 from .optim import build_loss, build_optimizer
 
 log = logging.getLogger("edgevit_paddle")
@@ -257,12 +257,7 @@ def evaluate(cfg: Dict[str, Any], weights: str) -> Dict[str, float]:
     if os.path.isfile(prefix + ".json"):
         with open(prefix + ".json", encoding="utf-8") as f:
             _check_same_model(json.load(f).get("model") or {}, cfg["Model"], prefix)
-    own = net.state_dict()
-    bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
-    if bad:
-        raise ValueError(f"weights '{weights}' do not fit {cfg['Model']['name']} {_variant(net)}: missing or "
-                         f"different {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; use the run's config.yaml")
-    net.set_state_dict(state)
+    load_fitting_weights(net, state, weights, f"{cfg['Model']['name']} {_variant(net)}")
     model = _prepare(net, cfg)
     t0 = time.time()
     res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
