@@ -1,5 +1,6 @@
 """Datasets on real local data (../shared/data, scikit-learn's digits, generated image folders) and their errors."""
 import os
+import shutil
 import warnings
 
 import cv2
@@ -129,3 +130,39 @@ def test_flowers_read_only_root_is_linked_into_the_cache(tmp_path, monkeypatch):
     assert ds_mod._writable_flowers_root(str(root), str(cache)) == str(cache / "flowers102")
     assert sorted(os.listdir(cache / "flowers102")) == ["102flowers.tgz", "imagelabels.mat", "setid.mat"]
     assert not (root / "102flowers").exists()
+
+
+def test_flowers_extraction_is_atomic_when_runs_start_together(tmp_path):
+    """Two runs opening an unextracted Flowers root at once both see all 8,189 images (Paddle's in-place extraction
+    let the second one read half-written files); a folder left short by a killed extraction is an error at open."""
+    import threading
+    from edgevit_paddle.data import datasets as ds_mod
+    root = tmp_path / "flowers"
+    root.mkdir()
+    for f in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
+        os.symlink(os.path.join(DATA, "flowers102", f), root / f)
+    errors = []
+
+    def extract():
+        try:
+            ds_mod._extract_flowers(str(root))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=extract) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert os.listdir(root / "102flowers") == ["jpg"]  # no temporary folder left behind
+    assert len(os.listdir(root / "102flowers" / "jpg")) == 8189
+
+    short = tmp_path / "short"
+    short.mkdir()
+    for f in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
+        os.symlink(os.path.join(DATA, "flowers102", f), short / f)
+    (short / "102flowers" / "jpg").mkdir(parents=True)
+    shutil.copy(root / "102flowers" / "jpg" / "image_00001.jpg", short / "102flowers" / "jpg")
+    with pytest.raises(DataError, match=r"holds 1 of the 8,189 Flowers-102 images .*delete '.*102flowers'"):
+        build_dataset(data_cfg("Data.dataset=flowers102", f"Data.root={short}"), "Train")

@@ -223,3 +223,21 @@ def test_ctrl_c_on_the_command_line_saves_a_checkpoint(tmp_path):
     latest = json.loads((tmp_path / "sig" / "checkpoints" / "latest.json").read_text())
     assert latest["checkpoint"] == "interrupted" and latest["epochs_done"] >= 1
     assert "--resume" in out
+
+
+def test_unreadable_image_in_a_loader_worker_is_one_data_error(tmp_path, capfd):
+    """An image that fails to decode inside a DataLoader worker ends the run with that image's one-line DataError,
+    not Paddle's "Blocking queue is killed" and a worker traceback."""
+    from conftest import DATA
+    root = tmp_path / "flowers"
+    (root / "102flowers" / "jpg").mkdir(parents=True)
+    for f in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
+        os.symlink(os.path.join(DATA, "flowers102", f), root / f)
+    for i in range(1, 8190):
+        (root / "102flowers" / "jpg" / f"image_{i:05d}.jpg").write_bytes(b"not a jpeg")
+    cfg = load_config(None, ["Model.name=edgevit_xxs", f"Global.output_dir={tmp_path}", "Global.run_name=bad",
+                             "Data.dataset=flowers102", f"Data.root={root}", "Data.image_size=32", "Data.num_workers=1",
+                             "Data.Train.batch_size=4", "Global.verbose=0", "Global.epochs=1"])
+    with pytest.raises(ep.data.DataError, match=r"^cannot read Flowers-102 image \d+ in .*102flowers"):
+        train(cfg)
+    assert "Traceback" not in capfd.readouterr().err

@@ -10,7 +10,8 @@ says which files to put where. Every dataset yields ``(image float32 CHW, label 
   ``../shared/data/mnist``), a seeded ``train_fraction`` split of it (8,000/2,000 by default), announced at start.
 - ``flowers102``: ``102flowers.tgz``, ``imagelabels.mat``, ``setid.mat`` in ``Data.root``; labels made 0-based.
   Paddle's splits: ``train`` = 6,149 images (the original ``tstid``), ``valid`` = 1,020, ``test`` = 1,020 (``trnid``).
-  Paddle extracts the archive beside it; when that folder is read-only the files are linked into ``Data.cache_dir``.
+  The archive is extracted once beside it (atomically, so runs started together are safe); when that folder is
+  read-only the files are linked into ``Data.cache_dir``.
 - ``cifar10``/``cifar100``: ``cifar-10-python.tar.gz``/``cifar-100-python.tar.gz`` in ``Data.root``.
 - ``imagefolder``: ``Data.root/<split>/<class>/*.jpg`` (splits ``train`` and ``val`` by default). Unreadable images are
   listed in one warning and skipped; an empty class folder, or a class missing from one split, is an error.
@@ -175,6 +176,31 @@ def _writable_flowers_root(root: str, cache_dir: Optional[str]) -> str:
     return cache
 
 
+def _extract_flowers(root: str) -> None:
+    """Extract ``102flowers.tgz`` into ``102flowers/jpg`` once, atomically: into a private folder first, then one
+    rename. Paddle's ``Flowers`` would extract in place, so two runs started together read half-written files, and a
+    run killed while extracting leaves a folder that looks complete."""
+    import shutil
+    import tarfile
+    import tempfile
+    final = os.path.join(root, "102flowers", "jpg")
+    if os.path.isdir(final):
+        return
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".extracting-", dir=os.path.dirname(final))
+    print(f"extracting Flowers-102 (8,189 images) to {final} (once)", flush=True)
+    try:
+        with tarfile.open(os.path.join(root, "102flowers.tgz")) as tar:
+            tar.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(tmp)
+        try:
+            os.rename(os.path.join(tmp, "jpg"), final)
+        except OSError:
+            if not os.path.isdir(final):  # not a lost race with another process: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _flowers(cfg: Dict[str, Any], split: str, transform):
     from paddle.vision.datasets import Flowers
     files = ["102flowers.tgz", "imagelabels.mat", "setid.mat"]
@@ -183,7 +209,13 @@ def _flowers(cfg: Dict[str, Any], split: str, transform):
         raise DataError(f"unknown Flowers-102 split '{split}'; valid: train (6,149 images), valid (1,020), "
                         "test (1,020)")
     root = _writable_flowers_root(root, cfg["cache_dir"])
+    _extract_flowers(root)
     base = Flowers(*(os.path.join(root, f) for f in files), mode=split, download=False, backend="cv2")
+    jpg = os.path.join(base.data_path, "jpg")
+    found = sum(1 for f in os.listdir(jpg) if f.endswith(".jpg"))
+    if found < len(base.labels):
+        raise DataError(f"'{jpg}' holds {found:,} of the {len(base.labels):,} Flowers-102 images (an extraction was "
+                        f"cut short): delete '{os.path.dirname(jpg)}' so it is extracted again")
     names = [f"class_{i:03d}" for i in range(1, 103)]
     info = DatasetInfo("Flowers-102", split, len(base), 102, names,
                        "Paddle's split (train = the original tstid 6,149; test = trnid 1,020); labels 1..102 -> 0..101")

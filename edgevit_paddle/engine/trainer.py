@@ -18,7 +18,7 @@ import paddle.nn as nn
 from paddle.static import InputSpec
 
 from ..config import ConfigError, dump_config, load_config
-from ..data import build_dataset
+from ..data import DataError, build_dataset
 from ..layers.patch_embed import check_image_input
 from ..registry import create_model
 from .callbacks import RunState, TrainingMonitor, write_metrics
@@ -189,6 +189,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
                               g["keep_checkpoints"], g["use_visualdl"], write, batch)
     callbacks = [monitor, paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
     train_loader, eval_loader = _loaders(cfg, train_ds, eval_ds, state.epochs_done)
+    loader_errors, previous_hook = [], threading.excepthook
+    threading.excepthook = _catch_data_errors(loader_errors, previous_hook)
     try:
         model.fit(train_loader, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
                   verbose=g["verbose"], callbacks=callbacks)
@@ -197,9 +199,15 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         monitor.on_train_end()
         log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
         raise
-    except Exception:
+    except Exception as e:
         monitor.on_train_end()
+        worker_error = loader_errors.pop() if loader_errors else None
+        if worker_error is not None and isinstance(e, SystemError):
+            # a data-loading thread failed and Paddle reports only "Blocking queue is killed": say what failed
+            raise worker_error from None
         raise
+    finally:
+        threading.excepthook = previous_hook
     final = None
     last = state.history[-1]["eval"] if state.history else {}
     if last.get("acc_top1") is None:  # the last epoch was not evaluated: evaluate the final weights now
@@ -211,6 +219,18 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         log.info(f"done: final top1 {100 * metrics['final_top1']:.2f}%, best top1 {100 * metrics['best_top1']:.2f}% "
                  f"(epoch {metrics['best_epoch']}), {metrics['train_seconds']:.0f}s training; results in {run_dir}")
     return metrics
+
+
+def _catch_data_errors(store: list, previous):
+    """A ``threading.excepthook`` that keeps a data error from a DataLoader thread as one ``DataError`` (the worker's
+    traceback reduced to its last line) instead of printing the traceback."""
+    def hook(args):
+        if isinstance(args.exc_value, DataError):
+            last = str(args.exc_value).strip().splitlines()[-1]
+            store.append(DataError(last.split("DataError: ", 1)[-1]))
+        else:
+            previous(args)
+    return hook
 
 
 def _loaders(cfg: Dict[str, Any], train_ds, eval_ds, epochs_done: int):
