@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any, Dict, Optional
 
 import paddle
@@ -57,7 +58,12 @@ def optimizer_state(network, optimizer) -> Dict[str, Any]:
 
 def load_optimizer_state(network, optimizer, state: Dict[str, Any]) -> None:
     mapping = {f"@{n}": p.name for n, p in network.named_parameters()}
-    optimizer.set_state_dict(_rename_keys(state, mapping))
+    with warnings.catch_warnings():
+        if isinstance(getattr(optimizer, "_learning_rate", None), paddle.optimizer.lr.LinearWarmup):
+            # LinearWarmup stores its inner schedule beside its own keys and restores both, but the base class
+            # still warns about "unused values"; nothing is unused
+            warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
+        optimizer.set_state_dict(_rename_keys(state, mapping))
 
 
 def load_checkpoint(prefix: str, network, optimizer=None) -> None:
