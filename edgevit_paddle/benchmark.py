@@ -30,13 +30,14 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 MODES = ("eval", "predictor", "predictor_nofold", "predictor_noonednn", "train")
-COLUMNS = ["model", "norm", "ffn", "batch", "size", "mode", "params", "gmacs", "median_ms", "p10_ms", "p90_ms",
-           "images_per_sec", "runs", "threads"]
+COLUMNS = ["model", "norm", "ffn", "batch", "size", "mode", "procs", "params", "gmacs", "median_ms", "p10_ms",
+           "p90_ms", "images_per_sec", "runs", "threads"]
 
 
 @dataclass
 class Case:
-    """One thing to time: a registered model and variant at a batch size, input size and mode."""
+    """One thing to time: a registered model and variant at a batch size, input size and mode. ``procs`` > 1 (train
+    mode only): data parallel over that many CPU processes, ``batch`` being the global batch split among them."""
 
     model: str
     norm: Optional[str]
@@ -44,10 +45,11 @@ class Case:
     batch: int
     size: int
     mode: str
+    procs: int = 1
 
     @property
     def key(self) -> str:
-        return f"{self.model}|{self.norm}|{self.ffn}|{self.batch}|{self.size}|{self.mode}"
+        return f"{self.model}|{self.norm}|{self.ffn}|{self.batch}|{self.size}|{self.mode}|{self.procs}"
 
 
 def parse_variants(text: str) -> List[tuple]:
@@ -63,14 +65,18 @@ def parse_variants(text: str) -> List[tuple]:
 
 
 def build_cases(models: Sequence[str], variants: str, batch_sizes: Sequence[int], sizes: Optional[Sequence[int]],
-                modes: Sequence[str], train_batch: Optional[int] = None, quick: bool = False) -> List[Case]:
-    """Every model x variant x size x mode x batch (train mode at ``train_batch``, default the largest batch)."""
+                modes: Sequence[str], train_batch: Optional[int] = None, quick: bool = False,
+                train_procs: Sequence[int] = (1,)) -> List[Case]:
+    """Every model x variant x size x mode x batch (train mode at ``train_batch``, default the largest batch, once
+    per entry of ``train_procs``)."""
     from .registry import create_model, list_models
     unknown = [m for m in models if m not in list_models()]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
     if any(b < 1 for b in batch_sizes):
         raise ValueError("--batch-sizes must be >= 1")
+    if any(p < 1 for p in train_procs):
+        raise ValueError("--train-procs must be >= 1")
     pairs = parse_variants(variants)
     cases = []
     for name in models:
@@ -78,8 +84,15 @@ def build_cases(models: Sequence[str], variants: str, batch_sizes: Sequence[int]
         for norm, ffn in (pairs if name.startswith("edgevit") else [(None, None)]):
             for size in sizes or ([64] if quick and name.startswith("edgevit") else [default]):
                 for mode in modes:
-                    batches = [train_batch or max(batch_sizes)] if mode == "train" else batch_sizes
-                    cases += [Case(name, norm, ffn, b, size, mode) for b in batches]
+                    if mode != "train":
+                        cases += [Case(name, norm, ffn, b, size, mode) for b in batch_sizes]
+                        continue
+                    batch = train_batch or max(batch_sizes)
+                    for procs in train_procs:
+                        if batch % procs:
+                            raise ValueError(f"train batch {batch} does not split evenly over {procs} processes: "
+                                             "choose --train-batch divisible by every --train-procs")
+                        cases.append(Case(name, norm, ffn, batch, size, mode, procs))
     return cases
 
 
@@ -118,6 +131,7 @@ def _dygraph_runners(cases: Sequence[Case]):
     runners = {}
     for case in cases:
         model, shape = _build(case)
+        shape[0] //= case.procs  # data parallel: this process's share of the global batch
         x = paddle.randn(shape)
         if case.mode == "eval":
             model.eval()
@@ -130,7 +144,7 @@ def _dygraph_runners(cases: Sequence[Case]):
             api = paddle.Model(net, inputs=[InputSpec([None, *shape[1:]], "float32", "x")],
                                labels=[InputSpec([None, 1], "int64", "label")])
             api.prepare(paddle.optimizer.AdamW(1e-4, parameters=net.parameters()), paddle.nn.CrossEntropyLoss())
-            y = np.random.randint(0, net.num_classes, [case.batch, 1]).astype("int64")
+            y = np.random.randint(0, net.num_classes, [shape[0], 1]).astype("int64")
             xs = x.numpy()
 
             def run(api=api, xs=xs, y=y):
@@ -187,19 +201,71 @@ def _spawn(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: in
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _spawn_data_parallel(cases: Sequence[Case], procs: int, warmup: int, runs: int,
+                         threads: int) -> Dict[str, Dict[str, float]]:
+    """Training cases data parallel over ``procs`` CPU processes under Paddle's launcher (gloo), the threads shared
+    out among them; every step ends with the gradient all-reduce, so rank 0's step times are the group's."""
+    per_proc = max(1, threads // procs)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(per_proc), MKL_NUM_THREADS=str(per_proc),
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, out = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
+        with open(spec, "w") as f:
+            json.dump({"cases": [asdict(c) for c in cases], "kind": "dygraph", "warmup": warmup, "runs": runs,
+                       "threads": per_proc, "out": out}, f)
+        script = os.path.join(tmp, "dp_worker.py")
+        with open(script, "w") as f:
+            f.write("import sys\nfrom edgevit_paddle.benchmark import data_parallel_worker\n"
+                    "data_parallel_worker(sys.argv[1])\n")
+        res = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(procs),
+                              "--log_dir", os.path.join(tmp, "log"), script, spec], capture_output=True, text=True,
+                             env=env, cwd=tmp)
+        if res.returncode != 0 or not os.path.isfile(out):
+            logs = ""
+            for name in sorted(os.listdir(os.path.join(tmp, "log"))) if os.path.isdir(os.path.join(tmp, "log")) else []:
+                with open(os.path.join(tmp, "log", name), errors="replace") as f:
+                    logs += f.read()
+            lines = [ln for ln in (logs or res.stderr).strip().splitlines() if "Error" in ln] or [res.stderr[-300:]]
+            raise RuntimeError(f"data-parallel benchmark worker ({procs} processes) failed: {lines[-1]}")
+        with open(out) as f:
+            return json.load(f)
+
+
+def data_parallel_worker(spec_path: str) -> None:
+    """One process of ``_spawn_data_parallel``: join the group, time the cases, rank 0 writes the result."""
+    import warnings
+    warnings.filterwarnings("ignore")
+    import paddle
+    import paddle.distributed as dist
+    with open(spec_path) as f:
+        spec = json.load(f)
+    dist.init_parallel_env()
+    paddle.base.core.set_num_threads(spec["threads"])
+    result = worker([Case(**c) for c in spec["cases"]], spec["kind"], spec["warmup"], spec["runs"], spec["threads"])
+    if dist.get_rank() == 0:
+        with open(spec["out"], "w") as f:
+            json.dump(result, f)
+
+
 def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, threads: int = 2,
                   log=print) -> List[Dict[str, Any]]:
     """Measure every case (dygraph, then predictor, then training, each kind in its own process) and return rows."""
     from .complexity import count_macs, count_params
     groups = {"dygraph": [c for c in cases if c.mode == "eval"],
               "predictor": [c for c in cases if c.mode.startswith("predictor")],
-              "train": [c for c in cases if c.mode == "train"]}
+              "train": [c for c in cases if c.mode == "train" and c.procs == 1]}
     timings: Dict[str, Dict[str, float]] = {}
     for kind, group in groups.items():
         if group:
             log(f"timing {len(group)} {kind} case(s): {warmup} warm-up + {runs} runs each, interleaved, "
                 f"{threads} thread(s)")
             timings.update(_spawn(group, "dygraph" if kind == "train" else kind, warmup, runs, threads))
+    for procs in sorted({c.procs for c in cases if c.procs > 1}):
+        group = [c for c in cases if c.procs == procs]
+        log(f"timing {len(group)} train case(s) data parallel over {procs} processes, "
+            f"{max(1, threads // procs)} thread(s) each: {warmup} warm-up + {runs} runs each, interleaved")
+        timings.update(_spawn_data_parallel(group, procs, warmup, runs, threads))
     rows, stats = [], {}
     for case in cases:
         skey = (case.model, case.norm, case.ffn, case.size)
@@ -212,19 +278,24 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
         rows.append({**asdict(case), **variant, "params": stats[skey][0], "gmacs": round(stats[skey][1], 4),
                      "median_ms": round(t["median_ms"], 3), "p10_ms": round(t["p10_ms"], 3),
                      "p90_ms": round(t["p90_ms"], 3), "images_per_sec": round(case.batch * 1000 / t["median_ms"], 2),
-                     "runs": t["runs"], "threads": threads})
+                     "runs": t["runs"], "threads": threads if case.procs == 1 else max(1, threads // case.procs)})
     return rows
 
 
 def add_ratios(rows: List[Dict[str, Any]], baseline: Dict[str, Any]) -> None:
-    """``speedup`` = the baseline's median / this row's, at the same batch, size and mode.
+    """``speedup`` = the baseline's median / this row's, at the same batch, size, mode (and number of processes,
+    unless the baseline selects one, e.g. ``{"procs": 1}`` to compare data parallel training with one process).
 
     ``baseline`` selects the reference rows, e.g. ``{"norm": "ln", "ffn": "linear"}`` or ``{"model": "vit_mnist"}``.
     """
-    base = {(r["batch"], r["size"], r["mode"]): r["median_ms"] for r in rows
-            if all(str(r.get(k)) == str(v) for k, v in baseline.items())}
+    fields = ["batch", "size", "mode"] + ([] if "procs" in baseline else ["procs"])
+
+    def key(r):
+        return tuple(int(r.get(f) or 1) if f == "procs" else r[f] for f in fields)
+
+    base = {key(r): r["median_ms"] for r in rows if all(str(r.get(k)) == str(v) for k, v in baseline.items())}
     for r in rows:
-        ref = base.get((r["batch"], r["size"], r["mode"]))
+        ref = base.get(key(r))
         r["speedup"] = round(ref / r["median_ms"], 3) if ref else None
 
 
@@ -254,7 +325,8 @@ def markdown_table(rows: List[Dict[str, Any]], machine: Dict[str, Any]) -> str:
     lines = ["| model | norm | ffn | mode | batch | size | ms / batch | images/s |" + (" speedup |" if extra else ""),
              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if extra else "")]
     for r in rows:
-        line = (f"| {r['model']} | {r['norm'] or '-'} | {r['ffn'] or '-'} | {r['mode']} | {r['batch']} | {r['size']} | "
+        mode = r["mode"] + (f" x{r['procs']} procs" if int(r.get("procs") or 1) > 1 else "")
+        line = (f"| {r['model']} | {r['norm'] or '-'} | {r['ffn'] or '-'} | {mode} | {r['batch']} | {r['size']} | "
                 f"{r['median_ms']:.1f} [{r['p10_ms']:.1f}-{r['p90_ms']:.1f}] | {r['images_per_sec']:.1f} |")
         if extra:
             line += f" {r['speedup']:.2f}x |" if r.get("speedup") else " - |"
@@ -263,7 +335,8 @@ def markdown_table(rows: List[Dict[str, Any]], machine: Dict[str, Any]) -> str:
 
 
 def _label(r: Dict[str, Any]) -> str:
-    return r["model"] + (f" {r['norm']}/{r['ffn']}" if r["norm"] else "")
+    procs = int(r.get("procs") or 1)
+    return r["model"] + (f" {r['norm']}/{r['ffn']}" if r["norm"] else "") + (f" x{procs} procs" if procs > 1 else "")
 
 
 def plot_results(rows: List[Dict[str, Any]], out_dir: str) -> Dict[str, str]:

@@ -47,6 +47,7 @@ SCHEMA: Dict[str, Any] = {
         "output_dir": F(str, "output"),
         "run_name": F(str, None),
         "device": F(str, "cpu", choices=("cpu", "gpu")),
+        "cpu_threads": F(int, None, minimum=1),  # per process; default: the cores shared out among the processes
         "seed": F(int, 42),
         "epochs": F(int, 10, minimum=1),
         "log_freq": F(int, 10, minimum=1),

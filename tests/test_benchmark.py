@@ -54,3 +54,21 @@ def test_curves_and_bad_arguments(tmp_path):
                        (["--curves", str(tmp_path)], "no metrics.json")]:
         res = subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, cwd=ROOT)
         assert res.returncode == 2 and res.stderr.startswith("error: ") and text in res.stderr, res.stderr
+
+
+def test_data_parallel_training_mode(tmp_path):
+    """--train-procs 2 times training data parallel over two CPU processes (Paddle's launcher, gloo all-reduce):
+    one row per process count, the global batch split between them, ratios against one process."""
+    res = subprocess.run([sys.executable, TOOL, "--models", "vit_mnist", "--modes", "train", "--batch-sizes", "4",
+                          "--train-procs", "1", "2", "--runs", "2", "--warmup", "1", "--baseline", "procs=1",
+                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["mode"], r["procs"], r["batch"], r["threads"]) for r in rows] == [("train", "1", "4", "2"),
+                                                                               ("train", "2", "4", "1")]
+    assert rows[0]["speedup"] == "1.0" and float(rows[1]["speedup"]) > 0
+    assert "| train x2 procs | 4 |" in (tmp_path / "results.md").read_text()
+    res = subprocess.run([sys.executable, TOOL, "--models", "vit_mnist", "--modes", "train", "--batch-sizes", "3",
+                          "--train-procs", "2"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2 and "does not split evenly over 2 processes" in res.stderr, res.stderr

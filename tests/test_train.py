@@ -162,6 +162,7 @@ def test_sync_batchnorm_and_rank0_only_writes(tmp_path, monkeypatch):
     synced = convert_sync_bn(net, 2)
     assert any(isinstance(m, paddle.nn.SyncBatchNorm) for m in synced.sublayers())
     assert not any(type(m) is paddle.nn.BatchNorm2D for m in synced.sublayers())
+    assert convert_sync_bn(net, 2, device="cpu") is net  # no SyncBatchNorm kernel on CPU
     assert not any(isinstance(m, paddle.nn.SyncBatchNorm) for m in convert_sync_bn(ep.create_model("vit_mnist"), 2)
                    .sublayers())
     monkeypatch.setattr(trainer_mod, "world", lambda: (1, 1))
@@ -245,3 +246,22 @@ def test_unreadable_image_in_a_loader_worker_is_one_data_error(tmp_path, capfd):
     with pytest.raises(ep.data.DataError, match=r"^cannot read Flowers-102 image \d+ in .*102flowers"):
         train(cfg)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_two_cpu_processes_train_data_parallel(tmp_path):
+    """tools/train.py under Paddle's launcher with two CPU processes (gloo): one run folder written by rank 0, the
+    cores shared out (1 thread each here), per-process BatchNorm (no SyncBatchNorm kernel on CPU), images/s global."""
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / "log"), "--nproc_per_node",
+           "2", os.path.join(ROOT, "tools", "train.py"), "-o", f"Global.output_dir={tmp_path / 'out'}",
+           "-o", "Global.cpu_threads=1", *[a for kv in TINY for a in ("-o", kv)]]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    logs = "".join((tmp_path / "log" / f).read_text(errors="replace") for f in os.listdir(tmp_path / "log"))
+    assert res.returncode == 0, logs[-3000:]
+    assert os.listdir(tmp_path / "out") == ["quickstart"]
+    run = tmp_path / "out" / "quickstart"
+    text = (run / "train.log").read_text()
+    assert "2 process(es) on cpu, 1 thread(s) each" in text
+    assert "BatchNorm statistics are per process" in text
+    metrics = json.loads((run / "metrics.json").read_text())
+    # 64 training images, batch 16 per process: 2 steps per epoch
+    assert metrics["epochs_done"] == 2 and metrics["global_step"] == 4 and metrics["final_top1"] is not None

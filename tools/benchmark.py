@@ -5,6 +5,7 @@ exported predictor (BatchNorms folded and not) and in training steps (paddle.Mod
         predictor_nofold --baseline norm=ln,ffn=linear --out output/bench/edgevit_norms
     python tools/benchmark.py --models vit_mnist vitbnffn_mnist vitbn_mnist --batch-sizes 1 100 --baseline \\
         model=vit_mnist --out output/bench/vit_bn
+    python tools/benchmark.py --modes train --train-batch 32 --train-procs 1 2 --sizes 224 --baseline procs=1
     python tools/benchmark.py --quick --out /tmp/bench                 # two tiny models, a few runs (CI)
     python tools/benchmark.py --curves output/vit_mnist output/vitbn_mnist --out output/bench/curves
 """
@@ -29,6 +30,9 @@ def main(argv=None):
                    help="predictor = exported, BatchNorms folded, oneDNN; predictor_nofold: not folded; "
                         "predictor_noonednn: folded, oneDNN off")
     p.add_argument("--train-batch", type=int, help="batch size for train mode (default: the largest batch size)")
+    p.add_argument("--train-procs", nargs="+", type=int, default=[1],
+                   help="train mode also data parallel over N CPU processes (e.g. 1 2): the batch is the global "
+                        "batch, --threads are shared out among the processes")
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -65,7 +69,7 @@ def main(argv=None):
     if args.runs < 1 or args.threads < 1:
         raise UserError("--runs and --threads must be >= 1")
     cases = build_cases(args.models, args.variants, args.batch_sizes, args.sizes, args.modes, args.train_batch,
-                        quick=args.quick)
+                        quick=args.quick, train_procs=args.train_procs)
     rows = run_benchmark(cases, args.warmup, args.runs, args.threads)
     if args.baseline:
         try:

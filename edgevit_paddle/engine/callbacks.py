@@ -84,10 +84,12 @@ class TrainingMonitor(paddle.callbacks.Callback):
         keep_checkpoints: how many ``epoch_<n>`` checkpoints to keep (``best`` is kept apart).
         use_visualdl: write VisualDL logs.
         write: whether this process writes files (rank 0 only).
+        processes: data-parallel processes; images/s counts the images of all of them.
     """
 
     def __init__(self, run_dir: str, state: RunState, total_epochs: int, will_eval, save_freq: int = 1,
-                 keep_checkpoints: int = 2, use_visualdl: bool = True, write: bool = True, batch_size: int = 1):
+                 keep_checkpoints: int = 2, use_visualdl: bool = True, write: bool = True, batch_size: int = 1,
+                 processes: int = 1):
         super().__init__()
         self.run_dir = run_dir
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
@@ -98,6 +100,7 @@ class TrainingMonitor(paddle.callbacks.Callback):
         self.keep = keep_checkpoints
         self.write = write
         self.batch_size = batch_size
+        self.processes = processes
         self.vdl = VisualDLWriter(os.path.join(run_dir, "vdl")) if (use_visualdl and write) else None
         self.epoch = state.epochs_done
         self.train_logs: Dict[str, Any] = {}
@@ -117,7 +120,7 @@ class TrainingMonitor(paddle.callbacks.Callback):
     def on_train_batch_end(self, step: int, logs=None) -> None:
         logs = logs or {}
         self.state.global_step += 1
-        self._images += int(logs.get("batch_size", self.batch_size))
+        self._images += int(logs.get("batch_size", self.batch_size)) * self.processes
         loss = _scalar(logs.get("loss"))
         if loss is None or not math.isfinite(loss):
             raise NonFiniteLoss(

@@ -57,10 +57,16 @@ def setup_logging(run_dir: Optional[str]) -> None:
     log.propagate = False
 
 
-def convert_sync_bn(net: nn.Layer, world_size: int, enabled: bool = True) -> nn.Layer:
-    """BatchNorm -> SyncBatchNorm when more than one process trains (statistics over the whole batch)."""
+def convert_sync_bn(net: nn.Layer, world_size: int, enabled: bool = True, device: str = "gpu") -> nn.Layer:
+    """BatchNorm -> SyncBatchNorm when more than one GPU process trains (statistics over the whole batch).
+
+    Paddle has no CPU kernel for SyncBatchNorm: several CPU processes keep per-process statistics (each process's
+    own batch), as when ``Global.sync_bn`` is off."""
     has_bn = any(isinstance(m, nn.layer.norm._BatchNormBase) for m in net.sublayers())
     if enabled and world_size > 1 and has_bn:
+        if device != "gpu":
+            log.info("BatchNorm statistics are per process: Paddle has no SyncBatchNorm on CPU")
+            return net
         return nn.SyncBatchNorm.convert_sync_batchnorm(net)
     return net
 
@@ -115,11 +121,19 @@ def _prepare(net: nn.Layer, cfg: Dict[str, Any], optimizer=None) -> paddle.Model
     return model
 
 
-def set_device(device: str) -> None:
+def set_device(device: str, cpu_threads: Optional[int] = None, world_size: int = 1) -> Optional[int]:
+    """Select the device; on CPU set the math threads of this process (``cpu_threads``, or with several processes
+    the cores shared out among them so they do not oversubscribe the CPU). Returns the thread count set, if any."""
     if device == "gpu" and not paddle.is_compiled_with_cuda():
         raise ConfigError("Global.device is gpu but this Paddle build has no CUDA: install paddlepaddle-gpu "
                           "(see README) or use -o Global.device=cpu")
     paddle.set_device(device)
+    if device != "cpu":
+        return None
+    threads = cpu_threads or (max(1, (os.cpu_count() or 1) // world_size) if world_size > 1 else None)
+    if threads:
+        paddle.base.core.set_num_threads(threads)
+    return threads
 
 
 def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
@@ -129,8 +143,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         # Importing Paddle leaves SIGINT caught at the C level, so Ctrl-C would not stop training; give it back to
         # Python, which raises KeyboardInterrupt (and we save a checkpoint).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    set_device(g["device"])
     rank, world_size = world()
+    threads = set_device(g["device"], g["cpu_threads"], world_size)
     write = rank == 0
     seed_everything(g["seed"] + rank)
 
@@ -141,7 +155,6 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         raise ConfigError(f"train and eval data have {train_ds.info.num_classes} and {eval_ds.info.num_classes} "
                           "classes; they must be equal")
     net = build_network(cfg, train_ds.info.num_classes)
-    net = convert_sync_bn(net, world_size, g["sync_bn"])
     batch = cfg["Data"]["Train"]["batch_size"]
     steps_per_epoch = len(train_ds) // (batch * world_size)
     if steps_per_epoch < 1:
@@ -167,9 +180,10 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     print(f"run directory: {run_dir}", flush=True)
     trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
     log.info(f"model {cfg['Model']['name']} {_variant(net)}; {trainable:,} trainable parameters; "
-             f"{world_size} process(es) on {g['device']}")
+             f"{world_size} process(es) on {g['device']}" + (f", {threads} thread(s) each" if threads else ""))
     log.info(f"train data: {train_ds.info.describe()}")
     log.info(f"eval data:  {eval_ds.info.describe()}")
+    net = convert_sync_bn(net, world_size, g["sync_bn"], g["device"])
 
     total_epochs = g["epochs"]
     remaining = total_epochs - state.epochs_done
@@ -186,7 +200,7 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
 
     eval_freq = g["eval_freq"]
     monitor = TrainingMonitor(run_dir, state, total_epochs, lambda e: e % eval_freq == 0, g["save_freq"],
-                              g["keep_checkpoints"], g["use_visualdl"], write, batch)
+                              g["keep_checkpoints"], g["use_visualdl"], write, batch, world_size)
     callbacks = [monitor, paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
     train_loader, eval_loader = _loaders(cfg, train_ds, eval_ds, state.epochs_done)
     loader_errors, previous_hook = [], threading.excepthook
