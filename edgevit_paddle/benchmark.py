@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-MODES = ("eval", "predictor", "predictor_nofold", "predictor_noonednn", "train")
+MODES = ("eval", "predictor", "predictor_nofold", "predictor_noonednn", "predictor_bf16", "train")
 COLUMNS = ["model", "norm", "ffn", "batch", "size", "mode", "procs", "params", "gmacs", "median_ms", "p10_ms",
            "p90_ms", "images_per_sec", "runs", "threads"]
 
@@ -159,7 +159,7 @@ def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
     runners = {}
     exported: Dict[str, str] = {}
     for case in cases:
-        fold = case.mode == "predictor"
+        fold = case.mode != "predictor_nofold"
         tag = f"{case.model}_{case.norm}_{case.ffn}_{case.size}_{'fold' if fold else 'nofold'}"
         if tag not in exported:
             model, shape = _build(case)
@@ -167,7 +167,8 @@ def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
             out = os.path.join(workdir, tag)
             export_model(model, out, shape[1:], {"preprocess": [], "class_names": []}, fold=fold)
             exported[tag] = out
-        pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads, mkldnn=case.mode != "predictor_noonednn"))
+        pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads, mkldnn=case.mode != "predictor_noonednn",
+                                                         precision="bf16" if case.mode == "predictor_bf16" else "fp32"))
         x = np.random.RandomState(0).standard_normal([case.batch, *pred.input_size]).astype(np.float32)
         runners[case.key] = lambda pred=pred, x=x: pred.run(x)
     return runners

@@ -72,3 +72,18 @@ def test_data_parallel_training_mode(tmp_path):
     res = subprocess.run([sys.executable, TOOL, "--models", "vit_mnist", "--modes", "train", "--batch-sizes", "3",
                           "--train-procs", "2"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2 and "does not split evenly over 2 processes" in res.stderr, res.stderr
+
+
+def test_bf16_predictor_mode(tmp_path):
+    from edgevit_paddle.inference import cpu_supports_bf16
+    if not cpu_supports_bf16():
+        import pytest
+        pytest.skip("this CPU has no AVX512-BF16/AMX")
+    res = subprocess.run([sys.executable, TOOL, "--models", "vit_mnist", "--modes", "predictor", "predictor_bf16",
+                          "--batch-sizes", "2", "--runs", "2", "--warmup", "1",
+                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["mode"] for r in rows] == ["predictor", "predictor_bf16"]
+    assert all(float(r["median_ms"]) > 0 for r in rows)

@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from edgevit_paddle.benchmark import MODES  # noqa: E402  (no Paddle import until a benchmark runs)
 from edgevit_paddle.cli import UserError, run  # noqa: E402
 
 
@@ -26,9 +27,10 @@ def main(argv=None):
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     p.add_argument("--sizes", nargs="+", type=int, help="input sizes (default: each model's default)")
     p.add_argument("--modes", nargs="+", default=["eval", "predictor", "predictor_nofold", "train"],
-                   choices=["eval", "predictor", "predictor_nofold", "predictor_noonednn", "train"],
+                   choices=MODES,
                    help="predictor = exported, BatchNorms folded, oneDNN; predictor_nofold: not folded; "
-                        "predictor_noonednn: folded, oneDNN off")
+                        "predictor_noonednn: folded, oneDNN off; predictor_bf16: folded, oneDNN bfloat16 (CPUs "
+                        "with AVX512-BF16/AMX; check agreement with --precision-check)")
     p.add_argument("--train-batch", type=int, help="batch size for train mode (default: the largest batch size)")
     p.add_argument("--train-procs", nargs="+", type=int, default=[1],
                    help="train mode also data parallel over N CPU processes (e.g. 1 2): the batch is the global "
