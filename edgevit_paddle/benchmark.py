@@ -284,12 +284,16 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
 
 
 def add_ratios(rows: List[Dict[str, Any]], baseline: Dict[str, Any]) -> None:
-    """``speedup`` = the baseline's median / this row's, at the same batch, size, mode (and number of processes,
-    unless the baseline selects one, e.g. ``{"procs": 1}`` to compare data parallel training with one process).
+    """``speedup`` = the baseline's median / this row's, at the same batch, size, mode and number of processes
+    (except what the baseline selects). A baseline naming a variant (``model``/``norm``/``ffn``) compares every
+    variant with it; one that does not (e.g. ``{"procs": 1}``) compares each variant with itself.
 
     ``baseline`` selects the reference rows, e.g. ``{"norm": "ln", "ffn": "linear"}`` or ``{"model": "vit_mnist"}``.
     """
-    fields = ["batch", "size", "mode"] + ([] if "procs" in baseline else ["procs"])
+    variant = ["model", "norm", "ffn"]
+    fields = [f for f in ["batch", "size", "mode", "procs"] if f not in baseline]
+    if not any(f in baseline for f in variant):  # e.g. procs=1: compare each variant with itself
+        fields += variant
 
     def key(r):
         return tuple(int(r.get(f) or 1) if f == "procs" else r[f] for f in fields)

@@ -87,3 +87,10 @@ def test_bf16_predictor_mode(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["mode"] for r in rows] == ["predictor", "predictor_bf16"]
     assert all(float(r["median_ms"]) > 0 for r in rows)
+
+
+def test_ratios_per_variant_against_one_process():
+    rows = [dict(model="m", norm=n, ffn="conv", batch=4, size=8, mode="train", procs=p, median_ms=ms)
+            for n, p, ms in (("gn", 1, 10.0), ("gn", 2, 5.0), ("bn", 1, 8.0), ("bn", 2, 2.0))]
+    add_ratios(rows, {"procs": 1})
+    assert [r["speedup"] for r in rows] == [1.0, 2.0, 1.0, 4.0]
