@@ -8,15 +8,15 @@ from typing import Sequence
 import paddle
 import paddle.nn as nn
 
-from .layers import Attend, count_attend_macs
+from .layers import Attend, PointwiseLinear, count_attend_macs, count_pointwise_linear_macs
 from .layers.norm import BatchNormTokens, GroupNorm2d, GroupNormTokens, LayerNorm2d
 
 def _count_norm(layer: nn.Layer, inputs, output) -> None:
     layer.total_ops += int(2 * inputs[0].numel())
 
 
-#: ``custom_ops`` for ``paddle.flops``: attention matmuls, and the norms it lacks counted like its BatchNorm.
-CUSTOM_OPS = {Attend: count_attend_macs, GroupNorm2d: _count_norm, GroupNormTokens: _count_norm,
+#: ``custom_ops`` for ``paddle.flops``: attention matmuls, channels-first qkv projections, and the norms it lacks counted like its BatchNorm.
+CUSTOM_OPS = {Attend: count_attend_macs, PointwiseLinear: count_pointwise_linear_macs, GroupNorm2d: _count_norm, GroupNormTokens: _count_norm,
               LayerNorm2d: _count_norm, nn.LayerNorm: _count_norm, nn.BatchNorm1D: _count_norm,
               BatchNormTokens: _count_norm}
 

@@ -257,3 +257,31 @@ def test_bad_inputs(name, shape, match):
     model = ep.create_model(name)
     with pytest.raises(ValueError, match=match):
         model(paddle.zeros(shape))
+
+
+@pytest.mark.parametrize("sr_ratio", [1, 2])
+def test_channels_first_attention_equals_token_attention(sr_ratio):
+    """The transpose-free channels-first attention (qkv as W^T @ x, heads split by reshape, transposes folded into
+    the matmuls) computes what the token version computes, with the same qkv parameters; and it has no transpose."""
+    from edgevit_paddle.models.edgevit import GlobalSparseAttn
+    paddle.seed(3)
+    dim, H = 72, 8
+    tok = GlobalSparseAttn(dim, 2, sr_ratio=sr_ratio, norm_layer=get_norm_layer("gn", "nlc"))
+    cf = GlobalSparseAttn(dim, 2, sr_ratio=sr_ratio, norm_layer=get_norm_layer("gn", "nchw"), channels_first=True)
+    state = tok.state_dict()
+    state["proj.weight"] = state["proj.weight"].T.reshape([dim, dim, 1, 1])  # Linear [in, out] -> conv [out, in, 1, 1]
+    cf.set_state_dict(state)
+    assert all(cf.state_dict()[k].shape == v.shape for k, v in state.items())
+    x = paddle.randn([2, dim, H, H])
+    want = tok(x.flatten(2).transpose([0, 2, 1]), H, H)
+    got = cf(x).flatten(2).transpose([0, 2, 1])
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+    calls = []
+    original = paddle.Tensor.transpose
+    paddle.Tensor.transpose = lambda self, *a, **k: calls.append(a) or original(self, *a, **k)
+    try:
+        cf(x)
+    finally:
+        paddle.Tensor.transpose = original
+    assert calls == []

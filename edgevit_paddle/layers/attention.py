@@ -7,35 +7,73 @@ import paddle.nn.functional as F
 
 
 class Attend(nn.Layer):
-    """softmax(q @ k^T * scale) @ v for q, k, v of shape [B, heads, N, head_dim]."""
+    """softmax(q @ k^T * scale) @ v for q, k, v of shape [B, heads, N, head_dim].
 
-    def __init__(self, scale: float, attn_drop: float = 0.0):
+    With ``channels_first`` q, k, v and the output are [B, heads, head_dim, N] (heads split off an NCHW map's
+    channels) and the transposes are folded into the matmuls, so no tensor is transposed.
+    """
+
+    def __init__(self, scale: float, attn_drop: float = 0.0, channels_first: bool = False):
         super().__init__()
         self.scale = scale
         self.attn_drop = attn_drop
+        self.channels_first = channels_first
 
     def forward(self, q, k, v):
-        attn = paddle.matmul(q, k, transpose_y=True) * self.scale
+        if self.channels_first:
+            attn = paddle.matmul(q, k, transpose_x=True) * self.scale
+        else:
+            attn = paddle.matmul(q, k, transpose_y=True) * self.scale
         attn = F.softmax(attn, axis=-1)
         attn = F.dropout(attn, self.attn_drop, training=self.training)
+        if self.channels_first:
+            return paddle.matmul(v, attn, transpose_y=True)
         return paddle.matmul(attn, v)
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale:.4g}, attn_drop={self.attn_drop}"
+        return f"scale={self.scale:.4g}, attn_drop={self.attn_drop}" + (", channels_first" if self.channels_first
+                                                                         else "")
 
 
 def count_attend_macs(layer: Attend, inputs, output) -> None:
     """``paddle.flops`` hook: multiply-accumulates of the two attention matmuls."""
     q, k = inputs[0], inputs[1]
-    b, h, n, d = q.shape
-    m = k.shape[2]
+    if layer.channels_first:
+        b, h, d, n = q.shape
+        m = k.shape[3]
+    else:
+        b, h, n, d = q.shape
+        m = k.shape[2]
     layer.total_ops += int(2 * b * h * n * m * d)
+
+
+class PointwiseLinear(nn.Linear):
+    """``nn.Linear`` (same parameters, weight [in, out]) applied along the channels of [B, C, N]: W^T @ x + b, one
+    matmul and no transposes. Lets channels-first attention keep the original's qkv weights."""
+
+    def forward(self, x):
+        y = paddle.matmul(self.weight, x, transpose_x=True)
+        return y if self.bias is None else y + self.bias.unsqueeze(-1)
+
+
+def count_pointwise_linear_macs(layer: PointwiseLinear, inputs, output) -> None:
+    """``paddle.flops`` hook: in x out per position."""
+    x = inputs[0]
+    layer.total_ops += int(x.shape[0] * x.shape[2] * layer.weight.shape[0] * layer.weight.shape[1])
 
 
 def split_heads(qkv: paddle.Tensor, num_heads: int, head_dim: int):
     """Split a fused qkv projection [B, N, 3 * heads * head_dim] into q, k, v of [B, heads, N, head_dim]."""
     qkv = qkv.reshape([0, -1, 3, num_heads, head_dim]).transpose([2, 0, 3, 1, 4])  # 0: keep the (dynamic) batch
     q, k, v = paddle.unbind(qkv, axis=0)  # its backward is one stack; three slices' would zero-fill three times
+    return q, k, v
+
+
+def split_heads_channels_first(qkv: paddle.Tensor, num_heads: int, head_dim: int):
+    """Split a fused qkv projection [B, 3 * heads * head_dim, N] into q, k, v of [B, heads, head_dim, N] (a reshape
+    and an unbind: the same channel order as ``split_heads``)."""
+    qkv = qkv.reshape([0, 3, num_heads, head_dim, qkv.shape[-1]])
+    q, k, v = paddle.unbind(qkv, axis=1)
     return q, k, v
 
 

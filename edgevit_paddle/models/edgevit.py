@@ -23,8 +23,8 @@ from typing import Callable, Optional, Sequence
 import paddle
 import paddle.nn as nn
 
-from ..layers import (Attend, DropPath, PatchEmbed, check_choice, get_ffn_layer, get_norm_layer, mark_as_linear,
-                      merge_heads, split_heads)
+from ..layers import (Attend, DropPath, PatchEmbed, PointwiseLinear, check_choice, get_ffn_layer, get_norm_layer,
+                      mark_as_linear, merge_heads, split_heads, split_heads_channels_first)
 from ..layers.conv import Conv2D, Conv2DTranspose
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
@@ -78,8 +78,9 @@ class GlobalSparseAttn(nn.Layer):
         self.head_dim = dim // num_heads
         self.sr_ratio = sr_ratio
         self.channels_first = channels_first
-        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
-        self.attend = Attend(self.head_dim ** -0.5, attn_drop)
+        linear = PointwiseLinear if channels_first else nn.Linear  # the same parameters either way
+        self.qkv = linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
+        self.attend = Attend(self.head_dim ** -0.5, attn_drop, channels_first)
         if sr_ratio > 1:
             self.local_prop = Conv2DTranspose(dim, dim, sr_ratio, stride=sr_ratio, groups=dim)
             self.norm = norm_layer(dim)
@@ -91,25 +92,31 @@ class GlobalSparseAttn(nn.Layer):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x, H: Optional[int] = None, W: Optional[int] = None):
+        if self.channels_first:
+            return self._forward_channels_first(x)
         r = self.sr_ratio
-        spatial = self.channels_first or r > 1  # attention is fed from (and returns to) an NCHW map
-        if spatial:
-            if not self.channels_first:
-                C = x.shape[2]
-                x = x.transpose([0, 2, 1]).reshape([0, C, H, W])
-            if r > 1:
-                x = x[:, :, ::r, ::r]  # the authors' sampler: AvgPool2d(kernel 1, stride r)
+        if r > 1:  # sample on the NCHW map
+            C = x.shape[2]
+            x = x.transpose([0, 2, 1]).reshape([0, C, H, W])[:, :, ::r, ::r]
             C, h, w = x.shape[1], x.shape[2], x.shape[3]
             x = x.flatten(2).transpose([0, 2, 1])
         q, k, v = split_heads(self.qkv(x), self.num_heads, self.head_dim)
         x = merge_heads(self.attend(q, k, v))
-        if spatial:
-            x = x.transpose([0, 2, 1]).reshape([0, C, h, w])
         if r > 1:
-            x = self.local_prop(x)
-            if not self.channels_first:
-                x = x.flatten(2).transpose([0, 2, 1])
-            x = self.norm(x)
+            x = self.local_prop(x.transpose([0, 2, 1]).reshape([0, C, h, w]))
+            x = self.norm(x.flatten(2).transpose([0, 2, 1]))
+        return self.proj_drop(self.proj(x))
+
+    def _forward_channels_first(self, x):
+        """The same computation on NCHW maps with no transpose: qkv as W^T @ x on [B, C, N], heads split by a
+        reshape, attention with the transposes folded into its matmuls, the result reshaped back to NCHW."""
+        if self.sr_ratio > 1:
+            x = x[:, :, ::self.sr_ratio, ::self.sr_ratio]  # the authors' sampler: AvgPool2d(kernel 1, stride r)
+        C, h, w = x.shape[1], x.shape[2], x.shape[3]
+        q, k, v = split_heads_channels_first(self.qkv(x.flatten(2)), self.num_heads, self.head_dim)
+        x = self.attend(q, k, v).reshape([0, C, h, w])
+        if self.sr_ratio > 1:
+            x = self.norm(self.local_prop(x))
         return self.proj_drop(self.proj(x))
 
 
