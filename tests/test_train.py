@@ -246,6 +246,8 @@ def test_unreadable_image_in_a_loader_worker_is_one_data_error(tmp_path, capfd):
     with pytest.raises(ep.data.DataError, match=r"^cannot read Flowers-102 image \d+ in .*102flowers"):
         train(cfg)
     assert "Traceback" not in capfd.readouterr().err
+    import multiprocessing
+    assert multiprocessing.active_children() == []  # the loader's workers are stopped, not left to hold up exit
 
 
 def test_two_cpu_processes_train_data_parallel(tmp_path):

@@ -209,11 +209,15 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         model.fit(train_loader, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
                   verbose=g["verbose"], callbacks=callbacks)
     except KeyboardInterrupt:
+        for loader in (train_loader, eval_loader):
+            loader.shutdown()
         prefix = monitor.save_interrupted()
         monitor.on_train_end()
         log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
         raise
     except Exception as e:
+        for loader in (train_loader, eval_loader):
+            loader.shutdown()
         monitor.on_train_end()
         worker_error = loader_errors.pop() if loader_errors else None
         if worker_error is not None and isinstance(e, SystemError):
@@ -247,6 +251,20 @@ def _catch_data_errors(store: list, previous):
     return hook
 
 
+class _Loader(paddle.io.DataLoader):
+    """A DataLoader that remembers its live iterator, so that a run ending in an error can stop the worker processes
+    at once (otherwise they live as long as the exception's traceback, and can hold up interpreter exit)."""
+
+    def __iter__(self):
+        self._live = super().__iter__()
+        return self._live
+
+    def shutdown(self) -> None:
+        it, self._live = getattr(self, "_live", None), None
+        if hasattr(it, "_try_shutdown_all"):
+            it._try_shutdown_all()
+
+
 def _loaders(cfg: Dict[str, Any], train_ds, eval_ds, epochs_done: int):
     """Loaders sharded per process, as ``fit`` would build them, but with a shuffle order that depends on the seed
     and the absolute epoch, so that a resumed run sees the batches the uninterrupted run would have seen."""
@@ -254,9 +272,9 @@ def _loaders(cfg: Dict[str, Any], train_ds, eval_ds, epochs_done: int):
     sampler = paddle.io.DistributedBatchSampler(train_ds, d["Train"]["batch_size"],
                                                 shuffle=d["Train"]["shuffle"] is not False, drop_last=True)
     sampler.set_epoch(cfg["Global"]["seed"] * 10007 + epochs_done)  # the sampler seeds its shuffle with the epoch
-    train_loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=d["num_workers"])
+    train_loader = _Loader(train_ds, batch_sampler=sampler, num_workers=d["num_workers"])
     eval_sampler = paddle.io.DistributedBatchSampler(eval_ds, d["Eval"]["batch_size"], shuffle=False)
-    eval_loader = paddle.io.DataLoader(eval_ds, batch_sampler=eval_sampler, num_workers=d["num_workers"])
+    eval_loader = _Loader(eval_ds, batch_sampler=eval_sampler, num_workers=d["num_workers"])
     return train_loader, eval_loader
 
 
