@@ -202,11 +202,15 @@ def _spawn(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: in
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _threads_per_process(threads: int, procs: int) -> int:
+    return max(1, threads // procs)
+
+
 def _spawn_data_parallel(cases: Sequence[Case], procs: int, warmup: int, runs: int,
                          threads: int) -> Dict[str, Dict[str, float]]:
     """Training cases data parallel over ``procs`` CPU processes under Paddle's launcher (gloo), the threads shared
     out among them; every step ends with the gradient all-reduce, so rank 0's step times are the group's."""
-    per_proc = max(1, threads // procs)
+    per_proc = _threads_per_process(threads, procs)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, OMP_NUM_THREADS=str(per_proc), MKL_NUM_THREADS=str(per_proc),
                PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -265,7 +269,7 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
     for procs in sorted({c.procs for c in cases if c.procs > 1}):
         group = [c for c in cases if c.procs == procs]
         log(f"timing {len(group)} train case(s) data parallel over {procs} processes, "
-            f"{max(1, threads // procs)} thread(s) each: {warmup} warm-up + {runs} runs each, interleaved")
+            f"{_threads_per_process(threads, procs)} thread(s) each: {warmup} warm-up + {runs} runs each, interleaved")
         timings.update(_spawn_data_parallel(group, procs, warmup, runs, threads))
     rows, stats = [], {}
     for case in cases:
@@ -279,7 +283,7 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
         rows.append({**asdict(case), **variant, "params": stats[skey][0], "gmacs": round(stats[skey][1], 4),
                      "median_ms": round(t["median_ms"], 3), "p10_ms": round(t["p10_ms"], 3),
                      "p90_ms": round(t["p90_ms"], 3), "images_per_sec": round(case.batch * 1000 / t["median_ms"], 2),
-                     "runs": t["runs"], "threads": threads if case.procs == 1 else max(1, threads // case.procs)})
+                     "runs": t["runs"], "threads": _threads_per_process(threads, case.procs)})
     return rows
 
 

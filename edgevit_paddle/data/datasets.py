@@ -19,6 +19,9 @@ says which files to put where. Every dataset yields ``(image float32 CHW, label 
 from __future__ import annotations
 
 import os
+import shutil
+import tarfile
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -180,9 +183,6 @@ def _extract_flowers(root: str) -> None:
     """Extract ``102flowers.tgz`` into ``102flowers/jpg`` once, atomically: into a private folder first, then one
     rename. Paddle's ``Flowers`` would extract in place, so two runs started together read half-written files, and a
     run killed while extracting leaves a folder that looks complete."""
-    import shutil
-    import tarfile
-    import tempfile
     final = os.path.join(root, "102flowers", "jpg")
     if os.path.isdir(final):
         return
@@ -191,7 +191,10 @@ def _extract_flowers(root: str) -> None:
     print(f"extracting Flowers-102 (8,189 images) to {final} (once)", flush=True)
     try:
         with tarfile.open(os.path.join(root, "102flowers.tgz")) as tar:
-            tar.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(tmp)
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.9.17 / 3.10.12 / 3.11.4: refuse unsafe members
+                tar.extractall(tmp, filter="data")
+            else:
+                tar.extractall(tmp)
         try:
             os.rename(os.path.join(tmp, "jpg"), final)
         except OSError:

@@ -209,15 +209,11 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         model.fit(train_loader, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
                   verbose=g["verbose"], callbacks=callbacks)
     except KeyboardInterrupt:
-        for loader in (train_loader, eval_loader):
-            loader.shutdown()
         prefix = monitor.save_interrupted()
         monitor.on_train_end()
         log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
         raise
     except Exception as e:
-        for loader in (train_loader, eval_loader):
-            loader.shutdown()
         monitor.on_train_end()
         worker_error = loader_errors.pop() if loader_errors else None
         if worker_error is not None and isinstance(e, SystemError):
@@ -226,6 +222,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         raise
     finally:
         threading.excepthook = previous_hook
+        for loader in (train_loader, eval_loader):
+            loader.shutdown()
     final = None
     last = state.history[-1]["eval"] if state.history else {}
     if last.get("acc_top1") is None:  # the last epoch was not evaluated: evaluate the final weights now
@@ -301,7 +299,7 @@ def _default_run_name(cfg: Dict[str, Any]) -> str:
 
 def evaluate(cfg: Dict[str, Any], weights: str) -> Dict[str, float]:
     """Top-k accuracy and loss of ``weights`` on the eval split of ``cfg``."""
-    set_device(cfg["Global"]["device"])
+    set_device(cfg["Global"]["device"], cfg["Global"]["cpu_threads"])
     eval_ds = build_dataset(cfg["Data"], "Eval")
     net = build_network(cfg, eval_ds.info.num_classes)
     state = load_weights(weights)
