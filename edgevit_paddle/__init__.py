@@ -17,9 +17,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "edgevit_paddle needs PaddlePaddle, which is installed separately: `pip install paddlepaddle==3.3.1` (CPU) "
         "or the paddlepaddle-gpu wheel for your CUDA version (see README, 'GPU') — never both") from e
 
-from .models import (EdgeViT, EdgeViT_S, EdgeViT_XS, EdgeViT_XXS, ViT, ViTBN, ViTBNFFN,  # noqa: F401
-                     VisionTransformer)
-from .registry import create_model, list_models, model_entrypoint, register_model  # noqa: F401
+from .models import EdgeViT, EdgeViT_S, EdgeViT_XS, EdgeViT_XXS, VisionTransformer, ViT, ViTBN, ViTBNFFN  # noqa: E402
+from .registry import create_model, list_models, model_entrypoint, register_model  # noqa: E402
 
 __version__ = "0.1.0"
 

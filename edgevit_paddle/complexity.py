@@ -1,24 +1,41 @@
-"""Parameter and multiply-accumulate counts, including the attention matmuls that ``paddle.flops`` cannot see."""
+"""Parameter and multiply-accumulate counts, including the work ``paddle.flops`` cannot see.
+
+``paddle.flops`` counts only leaf layers it knows by exact type. Our own leaf layers that it does not know declare
+their count themselves, as a method ``count_macs(inputs, output) -> int`` (the attention matmuls, channels-first qkv
+projections, our norms); ``count_macs`` below hands each such type to ``paddle.flops`` as a custom op. A new leaf layer
+needs nothing here.
+"""
 from __future__ import annotations
 
 import contextlib
 import io
-from typing import Sequence
+from typing import Callable, Dict, Sequence
 
 import paddle
 import paddle.nn as nn
 
-from .layers import Attend, PointwiseLinear, count_attend_macs, count_pointwise_linear_macs
-from .layers.norm import BatchNormTokens, GroupNorm2d, GroupNormTokens, LayerNorm2d
+from .layers.norm import count_norm_macs
 
-def _count_norm(layer: nn.Layer, inputs, output) -> None:
-    layer.total_ops += int(2 * inputs[0].numel())
+#: Paddle's own layers that ``paddle.flops`` counts as zero, counted like its BatchNorm2D.
+PADDLE_UNCOUNTED: Dict[type, Callable] = {nn.LayerNorm: count_norm_macs, nn.BatchNorm1D: count_norm_macs}
 
 
-#: ``custom_ops`` for ``paddle.flops``: attention matmuls, channels-first qkv projections, and the norms it lacks counted like its BatchNorm.
-CUSTOM_OPS = {Attend: count_attend_macs, PointwiseLinear: count_pointwise_linear_macs, GroupNorm2d: _count_norm, GroupNormTokens: _count_norm,
-              LayerNorm2d: _count_norm, nn.LayerNorm: _count_norm, nn.BatchNorm1D: _count_norm,
-              BatchNormTokens: _count_norm}
+def _hook(count: Callable) -> Callable:
+    def hook(layer, inputs, output):
+        layer.total_ops += int(count(layer, inputs, output))
+    return hook
+
+
+def custom_ops(model: nn.Layer) -> Dict[type, Callable]:
+    """``custom_ops`` for ``paddle.flops``: every leaf type in ``model`` that declares ``count_macs``, and Paddle's
+    layers in ``PADDLE_UNCOUNTED``."""
+    ops = {}
+    for layer in model.sublayers(include_self=True):
+        t = type(layer)
+        count = getattr(t, "count_macs", None) or PADDLE_UNCOUNTED.get(t)
+        if count is not None and t not in ops:
+            ops[t] = _hook(count)
+    return ops
 
 
 def count_params(model: nn.Layer) -> int:
@@ -35,33 +52,26 @@ def count_params(model: nn.Layer) -> int:
 def count_macs(model: nn.Layer, input_size: Sequence[int], print_detail: bool = False) -> int:
     """Multiply-accumulates of one forward pass at ``input_size`` ([N, C, H, W]) through ``paddle.flops``.
 
-    Convolutions and Linear layers are counted as Paddle does (MACs), plus the two attention matmuls per
-    attention layer; Paddle's own report is silenced unless ``print_detail``.
+    Convolutions and Linear layers are counted as Paddle does (MACs), plus what our leaf layers declare (the two
+    attention matmuls per attention layer, norms); Paddle's own report is silenced unless ``print_detail``.
     """
     quiet = contextlib.nullcontext() if print_detail else contextlib.redirect_stdout(io.StringIO())
     with quiet:
-        macs = paddle.flops(model, list(input_size), custom_ops=CUSTOM_OPS, print_detail=print_detail)
+        macs = paddle.flops(model, list(input_size), custom_ops=custom_ops(model), print_detail=print_detail)
     return int(macs)
 
 
-def variants(name: str):
-    """The (norm, ffn) switch combinations a registered model has: all six for EdgeViT, one for the others."""
-    if name.startswith("edgevit"):
-        return [(n, f) for n in ("gn", "ln", "bn") for f in ("conv", "linear")]
-    return [(None, None)]
-
-
 def complexity_table(names: Sequence[str], batch: int = 1) -> str:
-    """A Markdown table of parameters and GMACs at each model's default input size, for every variant."""
+    """A Markdown table of parameters and GMACs at each model's default input size, for every variant its family
+    studies (``default_cfg.switches``)."""
     from .registry import create_model
 
-    rows = ["| model | norm | ffn | input | params | GMACs |", "| --- | --- | --- | --- | ---: | ---: |"]
+    rows = ["| model | variant | input | params | GMACs |", "| --- | --- | --- | ---: | ---: |"]
     for name in names:
-        for norm, ffn in variants(name):
-            model = create_model(name, norm=norm, ffn=ffn)
-            size = [batch, *model.default_input_size]
-            ffn_label = ffn or ("linear+bn" if getattr(model, "ffn_norm_name", None) else "linear")
-            rows.append(f"| {name} | {norm or getattr(model, 'norm_name', '-')} | "
-                        f"{ffn_label} | {'x'.join(map(str, size[1:]))} | {count_params(model):,} | "
-                        f"{count_macs(model, size) / 1e9:.3f} |")
+        for variant in create_model(name).default_cfg.variants():
+            model = create_model(name, **variant)
+            cfg = model.default_cfg
+            size = [batch, *cfg.input_size]
+            rows.append(f"| {name} | {cfg.variant_label() or '-'} | {'x'.join(map(str, size[1:]))} | "
+                        f"{count_params(model):,} | {count_macs(model, size) / 1e9:.3f} |")
     return "\n".join(rows)

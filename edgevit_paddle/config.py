@@ -12,9 +12,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config problem the user can fix; the message is one line."""
+from .data.transforms import check_transforms
+from .errors import ConfigError, ModelError
+from .registry import model_entrypoint
 
 
 @dataclass(frozen=True)
@@ -217,15 +217,18 @@ def validate(data: Dict[str, Any], src: str = "config") -> Dict[str, Any]:
     topk = cfg["Metric"]["topk"]
     if not topk or not all(isinstance(k, int) and k >= 1 for k in topk):
         raise ConfigError(f"{src}: 'Metric.topk' must be a list of positive integers, e.g. [1, 5]")
-    from .registry import model_entrypoint  # checks the model name with the closest registered names
     try:
-        model_entrypoint(cfg["Model"]["name"])
-    except ValueError as e:
+        model_entrypoint(cfg["Model"]["name"])  # an unknown name is named with the closest registered ones
+    except ModelError as e:
         raise ConfigError(f"{src}: Model.name: {e}") from None
-    from .data.transforms import check_transforms
     for split in ("Train", "Eval"):
         check_transforms(cfg["Data"][split]["transforms"], f"{src}: Data.{split}.transforms")
     return cfg
+
+
+def section_defaults(section: str) -> Dict[str, Any]:
+    """The default values of one config section (e.g. ``"Optimizer"``), as a config without it would have them."""
+    return _validate(SCHEMA[section], {}, f"{section}.", "defaults")
 
 
 def load_config(path: Optional[str], overrides: Sequence[str] = ()) -> Dict[str, Any]:

@@ -1,23 +1,47 @@
-"""Model registry: ``@register_model`` factories, ``create_model(name, **kwargs)`` and ``list_models()``."""
+"""Model registry: ``@register_model`` factories, ``create_model(name, **kwargs)``, ``list_models()``, and the presets'
+``default_cfgs`` (see ``model_cfg.ModelCfg``).
+
+A model file defines ``default_cfgs = {"<name>": dict(<ModelCfg fields>), ...}`` before its factories, as timm does;
+``@register_model`` takes the entry of the factory's name from the factory's own module, so a new family registers by
+touching only its own file.
+"""
 from __future__ import annotations
 
 import difflib
 import fnmatch
 import inspect
-from typing import Any, Callable, Dict, List, Tuple
+import sys
+from typing import Any, Callable, Dict, List
 
 import paddle.nn as nn
 
+from .errors import ModelError
+
 _model_entrypoints: Dict[str, Callable[..., nn.Layer]] = {}
+_default_cfgs: Dict[str, Dict[str, Any]] = {}
 
 
 def register_model(fn: Callable[..., nn.Layer]) -> Callable[..., nn.Layer]:
-    """Register a model factory under its function name; a name registered twice raises."""
+    """Register a model factory under its function name, with the preset ``default_cfgs[name]`` of its module.
+
+    A name registered twice, or a factory whose module has no ``default_cfgs`` entry for it, raises.
+    """
     name = fn.__name__
     if name in _model_entrypoints:
         raise ValueError(f"model '{name}' is registered twice")
+    cfgs = getattr(sys.modules.get(fn.__module__), "default_cfgs", None)
+    if not isinstance(cfgs, dict) or name not in cfgs:
+        raise ValueError(f"model '{name}' has no entry in default_cfgs of {fn.__module__}: define "
+                         f"default_cfgs = {{'{name}': dict(...)}} above its factory")
     _model_entrypoints[name] = fn
+    _default_cfgs[name] = dict(cfgs[name])
     return fn
+
+
+def unregister_model(name: str) -> None:
+    """Remove a registered model (for models defined in tests)."""
+    _model_entrypoints.pop(name, None)
+    _default_cfgs.pop(name, None)
 
 
 def list_models(pattern: str = "*") -> List[str]:
@@ -30,11 +54,11 @@ def is_model(name: str) -> bool:
 
 
 def model_entrypoint(name: str) -> Callable[..., nn.Layer]:
-    """The factory registered as ``name``; an unknown name raises ValueError naming the closest ones."""
+    """The factory registered as ``name``; an unknown name raises ModelError naming the closest ones."""
     if name not in _model_entrypoints:
         close = difflib.get_close_matches(str(name), list(_model_entrypoints), n=3, cutoff=0.4)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown model '{name}'{hint}; registered models: {', '.join(list_models())}")
+        raise ModelError(f"unknown model '{name}'{hint}; registered models: {', '.join(list_models())}")
     return _model_entrypoints[name]
 
 
@@ -47,23 +71,44 @@ def create_model(name: str, **kwargs: Any) -> nn.Layer:
     return model_entrypoint(name)(**kwargs)
 
 
-def build_model(cls: type, name: str, arch: Dict[str, Any], kwargs: Dict[str, Any],
-                default_input_size: Tuple[int, int, int]) -> nn.Layer:
-    """Merge user ``kwargs`` over a preset's ``arch`` and build ``cls``; unknown arguments raise ValueError.
+def constructor_params(cls: type) -> Dict[str, inspect.Parameter]:
+    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` into the base classes (so ``ViTBN(norm="bn",
+    **kwargs)`` has all of ``VisionTransformer``'s); the first definition of a name wins."""
+    params: Dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        sig = inspect.signature(vars(klass)["__init__"])
+        for p in list(sig.parameters.values())[1:]:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                params.setdefault(p.name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    return params
 
-    The built model gets ``default_input_size`` (C, H, W, with C following ``in_chans``) and ``model_name``.
+
+def build_model(cls: type, name: str, arch: Dict[str, Any], kwargs: Dict[str, Any]) -> nn.Layer:
+    """Merge user ``kwargs`` over a preset's ``arch``, build ``cls`` and give it its ``default_cfg``.
+
+    An unknown argument is a ``ModelError`` naming the closest valid one.
     """
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = [k for k in kwargs if k not in valid]
+    params = constructor_params(cls)
+    unknown = [k for k in kwargs if k not in params]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        close = difflib.get_close_matches(unknown[0], list(params), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ValueError(f"unknown argument '{unknown[0]}' for model '{name}'{hint}; valid: {', '.join(valid)}")
+        raise ModelError(f"unknown argument '{unknown[0]}' for model '{name}'{hint}; valid: {', '.join(params)}")
     cfg = {**arch, **kwargs}
     model = cls(**cfg)
-    c, h, w = default_input_size
-    if "img_size" in kwargs:
-        h = w = int(kwargs["img_size"])
-    model.default_input_size = (int(cfg.get("in_chans", c)), h, w)
-    model.model_name = name
+    resolved = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    resolved.update(cfg)
+    skip = set(getattr(cls, "regularisation_args", ())) | {"num_classes"}
+    model.set_default_cfg(name, _default_cfgs.get(name, {}), {k: v for k, v in resolved.items() if k not in skip})
     return model
+
+
+def get_preset_cfg(name: str) -> Dict[str, Any]:
+    """The ``default_cfgs`` entry of a registered model (data facts; the built model's ``default_cfg`` adds the
+    structure)."""
+    model_entrypoint(name)
+    return dict(_default_cfgs[name])

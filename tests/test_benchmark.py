@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
-from edgevit_paddle.benchmark import COLUMNS, add_ratios
-
 from conftest import ROOT
+
+from edgevit_paddle.benchmark import COLUMNS, add_ratios
 
 TOOL = os.path.join(ROOT, "tools", "benchmark.py")
 
@@ -30,7 +30,8 @@ def test_quick_mode_writes_results(tmp_path):
         assert (tmp_path / f).stat().st_size > 0
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert machine["cores"] >= 1 and machine["threads"] == 2 and machine["paddle"]
-    assert "| edgevit_xxs | gn | conv | eval |" in (tmp_path / "results.md").read_text()
+    table = (tmp_path / "results.md").read_text()  # one column per switch of the models' families
+    assert "| model | norm | ffn_norm | ffn | mode |" in table and "| edgevit_xxs | gn | - | conv | eval |" in table
 
 
 def test_ratios():
@@ -50,7 +51,7 @@ def test_curves_and_bad_arguments(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0 and (tmp_path / "c" / "accuracy_vs_epoch.png").stat().st_size > 0
     for args, text in [(["--models", "edgevit_xxxs"], "unknown model(s) edgevit_xxxs"),
-                       (["--variants", "gn-mlp"], "use norm-ffn pairs"),
+                       (["--variants", "gn-mlp"], "give norm-ffn values such as gn-conv"),
                        (["--curves", str(tmp_path)], "no metrics.json")]:
         res = subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, cwd=ROOT)
         assert res.returncode == 2 and res.stderr.startswith("error: ") and text in res.stderr, res.stderr

@@ -4,11 +4,10 @@ import os
 
 import pytest
 import yaml
+from conftest import ROOT
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import ConfigError, apply_overrides, dump_config, load_config
-
-from conftest import ROOT
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))

@@ -6,11 +6,10 @@ import sys
 import numpy as np
 import paddle
 import pytest
+from conftest import REFERENCE, ROOT
 
 import edgevit_paddle as ep
 from edgevit_paddle.convert import load_original, map_original_key
-
-from conftest import REFERENCE, ROOT
 
 TOL = 1e-5
 

@@ -6,11 +6,10 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+from conftest import DATA
 
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import DataError, build_dataset, read_image
-
-from conftest import DATA
 
 
 def data_cfg(*overrides):
@@ -136,6 +135,7 @@ def test_flowers_extraction_is_atomic_when_runs_start_together(tmp_path):
     """Two runs opening an unextracted Flowers root at once both see all 8,189 images (Paddle's in-place extraction
     let the second one read half-written files); a folder left short by a killed extraction is an error at open."""
     import threading
+
     from edgevit_paddle.data import datasets as ds_mod
     root = tmp_path / "flowers"
     root.mkdir()

@@ -9,20 +9,26 @@ import numpy as np
 import paddle
 import pytest
 import yaml
+from conftest import DATA, ROOT
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
 from edgevit_paddle.export import export_from_config, export_model, fold_batchnorm, remaining_batchnorms
-from edgevit_paddle.inference import (Predictor, PredictorError, PredictorOptions, check_options, config_calls,
-                                      cpu_supports_bf16, expand_inputs)
+from edgevit_paddle.inference import (
+    Predictor,
+    PredictorError,
+    PredictorOptions,
+    check_options,
+    config_calls,
+    cpu_supports_bf16,
+    expand_inputs,
+)
 from edgevit_paddle.inference import predictor as predictor_mod
 
-from conftest import DATA, ROOT
-
-VARIANTS = [("edgevit_xxs", "gn", "conv"), ("edgevit_xxs", "gn", "linear"), ("edgevit_xxs", "ln", "linear"),
-            ("edgevit_xxs", "ln", "conv"), ("edgevit_xxs", "bn", "conv"), ("edgevit_xxs", "bn", "linear"),
-            ("vit_mnist", None, None), ("vitbnffn_mnist", None, None), ("vitbn_mnist", None, None)]
+# EdgeViT-XXS in every variant, and the BatchNorm-ViT study's models
+VARIANTS = [("edgevit_xxs", v.get("norm"), v.get("ffn")) for v in ep.create_model("edgevit_xxs").default_cfg.variants()]
+VARIANTS += [(name, None, None) for name in ("vit_mnist", "vitbnffn_mnist", "vitbn_mnist")]
 
 
 def randomise_bn(model, seed=0):
@@ -37,7 +43,8 @@ def randomise_bn(model, seed=0):
 
 
 def small_input(model, batch=2):
-    size = model.default_input_size if not model.model_name.startswith("edgevit") else (3, 64, 64)
+    cfg = model.default_cfg
+    size = (cfg.in_chans, cfg.small_size(), cfg.small_size())
     return paddle.to_tensor(np.random.RandomState(1).randn(batch, *size).astype("float32"))
 
 
@@ -99,7 +106,8 @@ def test_sidecar_contents_and_export_tool(tmp_path):
     assert meta["model"] == "edgevit_xxs" and meta["variant"] == {"norm": "gn", "ffn": "conv"}
     assert meta["input_size"] == [3, 32, 32] and meta["channel_order"] == "RGB" and meta["num_classes"] == 10
     assert meta["class_names"] == [str(i) for i in range(10)] and meta["folded_batchnorms"] == 11
-    assert meta["preprocess"] == [{"resize": {"size": 32, "interpolation": "bilinear"}}, {"to_float": {"divisor": 255.0}},
+    assert meta["preprocess"] == [{"resize": {"size": 32, "interpolation": "bilinear"}},
+                                  {"to_float": {"divisor": 255.0}},
                                   {"normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}}]
     with pytest.raises(ValueError, match="cannot be reproduced by the predictor"):
         export_from_config(tiny_cfg(tmp_path, "Data.Eval.transforms=[{ColorJitter: {brightness: 0.1}}]"),

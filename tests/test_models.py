@@ -8,21 +8,21 @@ import paddle.nn as nn
 import pytest
 
 import edgevit_paddle as ep
-from edgevit_paddle.complexity import count_macs, count_params, variants
+from edgevit_paddle.complexity import count_macs, count_params
 from edgevit_paddle.layers import GroupNorm2d, GroupNormTokens, LayerNorm2d, get_norm_layer
 
-ALL = [(name, norm, ffn) for name in ep.list_models() for norm, ffn in variants(name)]
-SMALL = {"edgevit": (3, 64, 64), "vit_mnist": (1, 28, 28), "vitbn_mnist": (1, 28, 28), "vitbnffn_mnist": (1, 28, 28)}
+# every registered model in every variant its family studies (default_cfg.switches)
+ALL = [(name, variant) for name in ep.list_models() for variant in ep.create_model(name).default_cfg.variants()]
 
 
-def small_model(name, norm, ffn, **kw):
-    model = ep.create_model(name, norm=norm, ffn=ffn, **kw)
-    size = model.default_input_size if not name.startswith("edgevit") else (3, 64, 64)
-    return model, size
+def small_model(name, variant, **kw):
+    model = ep.create_model(name, **variant, **kw)
+    cfg = model.default_cfg
+    return model, (cfg.in_chans, cfg.small_size(), cfg.small_size())
 
 
 def ids(case):
-    return "-".join(str(c) for c in case if c)
+    return "-".join([case[0], *map(str, case[1].values())])
 
 
 @pytest.mark.parametrize("case", ALL, ids=ids)
@@ -52,7 +52,7 @@ def test_features_head_and_determinism(case):
     model.eval()
     x = paddle.randn([2, *size])
     feats = model.forward_features(x)
-    if case[0].startswith("edgevit"):
+    if model.default_cfg.family == "edgevit":
         red = model.feature_info[-1]["reduction"]
         assert feats.shape == [2, model.num_features, size[1] // red, size[2] // red]
     else:
@@ -65,7 +65,8 @@ def test_features_head_and_determinism(case):
     assert model(x).shape == [2, 3] and model.get_classifier().weight.shape == [model.num_features, 3]
 
 
-@pytest.mark.parametrize("size", [(224, 224), (256, 256), (128, 128), (96, 96), (64, 64), (32, 32), (64, 96), (160, 32)])
+@pytest.mark.parametrize("size", [(224, 224), (256, 256), (128, 128), (96, 96), (64, 64), (32, 32), (64, 96),
+                                  (160, 32)])
 def test_edgevit_any_multiple_of_32(size):
     model = ep.create_model("edgevit_xxs", num_classes=3)
     model.eval()
@@ -75,8 +76,10 @@ def test_edgevit_any_multiple_of_32(size):
 @pytest.mark.parametrize("name", ["edgevit_xxs", "edgevit_xs", "edgevit_s"])
 def test_parameter_counts_match_the_original(name):
     expected = {"edgevit_xxs": 4_067_704, "edgevit_xs": 6_770_056, "edgevit_s": 13_108_168}[name]
-    for norm, ffn in variants(name):
-        assert count_params(ep.create_model(name, norm=norm, ffn=ffn)) == expected, (norm, ffn)
+    variants = list(ep.create_model(name).default_cfg.variants())
+    assert len(variants) == 6
+    for variant in variants:
+        assert count_params(ep.create_model(name, **variant)) == expected, variant
 
 
 @pytest.mark.parametrize("name,gmacs", [("edgevit_xxs", 0.551), ("edgevit_xs", 1.128), ("edgevit_s", 1.911)])
@@ -95,7 +98,7 @@ def test_gmacs_include_attention_matmuls():
 
 @pytest.mark.parametrize("case", ALL, ids=ids)
 def test_summary_and_flops_work(case):
-    model = ep.create_model(case[0], norm=case[1], ffn=case[2])
+    model = ep.create_model(case[0], **case[1])
     size = model.default_input_size
     with contextlib.redirect_stdout(io.StringIO()):
         info = paddle.summary(model, (1, *size))
@@ -108,7 +111,7 @@ def test_summary_and_flops_work(case):
 def test_seed_api_and_defaults():
     from edgevit_paddle import EdgeViT_S, EdgeViT_XS, EdgeViT_XXS
     model = EdgeViT_XXS()
-    assert (model.norm_name, model.ffn_name) == ("gn", "conv")
+    assert model.default_cfg.variant == {"norm": "gn", "ffn": "conv"}
     assert model.default_input_size == (3, 224, 224) and model.num_classes == 1000
     with contextlib.redirect_stdout(io.StringIO()) as out:
         paddle.summary(model, (1, 3, 224, 224))
@@ -118,7 +121,7 @@ def test_seed_api_and_defaults():
                                      "vitbnffn_mnist", "vit_cifar", "vitbn_cifar", "vitbnffn_cifar"}
     assert ep.list_models("edgevit*") == ["edgevit_s", "edgevit_xs", "edgevit_xxs"]
     m = ep.create_model("edgevit_xxs", norm="ln", ffn="linear", num_classes=102, drop_path_rate=0.1)
-    assert (m.norm_name, m.ffn_name, m.num_classes) == ("ln", "linear", 102)
+    assert (m.default_cfg.variant, m.num_classes) == ({"norm": "ln", "ffn": "linear"}, 102)
     assert ep.create_model("vit_mnist").default_input_size == (1, 28, 28)
     assert ep.create_model("edgevit_xxs", in_chans=1).default_input_size == (1, 224, 224)
 
@@ -133,8 +136,8 @@ def test_norm_switch_replaces_exactly_the_original_layernorms():
     assert bns == 2 * 5 + 1
     n_ln = sum(isinstance(m, nn.LayerNorm) for m in original.sublayers())
     assert n_ln == 4 + 2 * 7 + 5  # patch embeds, two pre-norms per block, LocalProp norms where r > 1
-    for norm, ffn, cls in [("gn", "conv", GroupNorm2d), ("gn", "linear", GroupNormTokens),
-                           ("ln", "conv", LayerNorm2d), ("bn", "conv", nn.BatchNorm2D), ("bn", "linear", nn.BatchNorm1D)]:
+    for norm, ffn, cls in [("gn", "conv", GroupNorm2d), ("gn", "linear", GroupNormTokens), ("ln", "conv", LayerNorm2d),
+                           ("bn", "conv", nn.BatchNorm2D), ("bn", "linear", nn.BatchNorm1D)]:
         model = ep.create_model("edgevit_xxs", norm=norm, ffn=ffn)
         kept = [model.norm] + [n for s in model.stages for b in s.blocks if not isinstance(b.local_agg, nn.Identity)
                                for n in (b.local_agg.norm1, b.local_agg.norm2)]
@@ -221,7 +224,9 @@ def test_vit_variants_structure():
     assert isinstance(bn.norm, nn.BatchNorm1D) and isinstance(bn.patch_embed.norm, nn.BatchNorm1D)
     assert vit.blocks[0].attn.qkv.weight.shape == [64, 3 * 8 * 64]
     assert isinstance(ep.ViTBNFFN(img_size=32, patch_size=4).blocks[0].mlp.norm, nn.BatchNorm1D)
-    assert ep.ViTBN(img_size=32, patch_size=4).norm_name == "bn"
+    assert ep.ViTBN(img_size=32, patch_size=4).default_cfg.variant["norm"] == "bn"
+    # the registry builds the study's classes
+    assert isinstance(bn, ep.ViTBN) and isinstance(bnffn, ep.ViTBNFFN) and type(vit) is ep.ViT
 
 
 def test_vit_other_grid_interpolates_position_embedding():

@@ -9,15 +9,14 @@ import warnings
 import numpy as np
 import paddle
 import pytest
+from conftest import ROOT
 
+import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
 from edgevit_paddle.engine import NonFiniteLoss, convert_sync_bn, train
 from edgevit_paddle.engine import callbacks as cb_mod
 from edgevit_paddle.engine import checkpoint as ckpt_mod
 from edgevit_paddle.engine import trainer as trainer_mod
-import edgevit_paddle as ep
-
-from conftest import ROOT
 
 TINY = ["Data.dataset=digits", "Data.image_size=32", "Data.Train.max_samples=64", "Data.Eval.max_samples=32",
         "Data.Train.batch_size=16", "Data.Eval.batch_size=16", "Global.verbose=0", "Global.epochs=2",

@@ -3,46 +3,7 @@
     python tools/summary.py --model edgevit_xxs --norm gn --ffn conv --input 1,3,224,224
     python tools/summary.py --table            # every preset x variant, as a Markdown table
 """
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from edgevit_paddle.cli import parse_shape, run  # noqa: E402
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="edgevit_xxs", help="registered model name (see --list)")
-    p.add_argument("--norm", choices=["gn", "ln", "bn"], help="EdgeViT norm switch (default: the preset's)")
-    p.add_argument("--ffn", choices=["conv", "linear"], help="EdgeViT FFN switch (default: the preset's)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the preset's)")
-    p.add_argument("--input", help="input shape N,C,H,W (default: 1 x the model's default input size)")
-    p.add_argument("--table", action="store_true", help="print the parameters/GMACs table of every preset")
-    p.add_argument("--list", action="store_true", help="list the registered models")
-    args = p.parse_args(argv)
-
-    import paddle
-    from edgevit_paddle import create_model, list_models
-    from edgevit_paddle.complexity import complexity_table, count_macs, count_params
-
-    if args.list:
-        print("\n".join(list_models()))
-        return 0
-    if args.table:
-        print(complexity_table(list_models()))
-        return 0
-    model = create_model(args.model, norm=args.norm, ffn=args.ffn, num_classes=args.num_classes)
-    shape = parse_shape(args.input) if args.input else [1, *model.default_input_size]
-    model.eval()
-    model(paddle.zeros(shape))  # checks the size with a clear message before the summary's hooks run
-    paddle.summary(model, tuple(shape))
-    print(f"model: {args.model}  norm: {getattr(model, 'norm_name', '-')}  ffn: {getattr(model, 'ffn_name', '-')}")
-    print(f"parameters: {count_params(model):,}  (BatchNorm running statistics not counted)")
-    print(f"GMACs at {'x'.join(map(str, shape))}: {count_macs(model, shape) / 1e9:.3f}  (attention matmuls included)")
-    return 0
-
+from edgevit_paddle.cli.summary import cli
 
 if __name__ == "__main__":
-    run(main)
+    cli()

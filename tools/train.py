@@ -5,38 +5,7 @@
     python tools/train.py --resume output/quickstart -o Global.epochs=40
     python -m paddle.distributed.launch --devices 0,1 tools/train.py -c CONFIG -o Global.device=gpu
 """
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from edgevit_paddle.cli import run  # noqa: E402
-
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quickstart.yaml")
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", help="YAML config (default: configs/quickstart.yaml; with --resume: the run's)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. -o Optimizer.lr=0.0005 -o Global.epochs=5 (repeatable)")
-    p.add_argument("--resume", help="continue a run: its folder (output/<run>) or 'auto' for this config's newest")
-    p.add_argument("--device", choices=["cpu", "gpu"], help="shortcut for -o Global.device=...")
-    args = p.parse_args(argv)
-    overrides = args.override + ([f"Global.device={args.device}"] if args.device else [])
-
-    from edgevit_paddle.engine import load_run_config, resolve_resume, train
-
-    config = args.config or (None if args.resume and args.resume != "auto" else DEFAULT_CONFIG)
-    resume = resolve_resume(args.resume, config, overrides)
-    cfg = load_run_config(config, overrides, resume)
-    try:
-        train(cfg, resume=resume)
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
+from edgevit_paddle.cli.train import cli
 
 if __name__ == "__main__":
-    run(main)
+    cli()

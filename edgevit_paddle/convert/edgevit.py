@@ -16,6 +16,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from ..errors import MissingFileError, WeightsError
+
 _RULES = [
     (re.compile(r"^patch_embed(\d)\."), lambda m: f"stages.{int(m.group(1)) - 1}.patch_embed."),
     (re.compile(r"^blocks(\d)\.(\d+)\.LocalAgg\."),
@@ -45,7 +47,7 @@ def read_state_dict(src: Union[str, os.PathLike, Mapping]) -> Dict[str, np.ndarr
     else:
         path = os.fspath(src)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no weights file at '{path}': give a .pth/.pt or .npz of the authors' state_dict")
+            raise MissingFileError(f"no weights file at '{path}': give a .pth/.pt or .npz of the authors' state_dict")
         if path.endswith(".npz"):
             with np.load(path) as data:
                 items = {k: data[k] for k in data.files}
@@ -53,15 +55,15 @@ def read_state_dict(src: Union[str, os.PathLike, Mapping]) -> Dict[str, np.ndarr
             try:
                 import torch
             except ImportError as e:
-                raise ImportError(f"reading '{path}' needs torch (`pip install torch`); or save the state_dict as "
-                                  "an .npz of numpy arrays") from e
+                raise WeightsError(f"reading '{path}' needs torch (`pip install torch`); or save the state_dict as "
+                                   "an .npz of numpy arrays") from e
             items = torch.load(path, map_location="cpu", weights_only=True)
             for wrapper in ("model", "state_dict", "model_ema"):
                 if isinstance(items, Mapping) and wrapper in items and isinstance(items[wrapper], Mapping):
                     items = items[wrapper]
                     break
         else:
-            raise ValueError(f"unknown weights format '{path}': expected .pth, .pt or .npz")
+            raise WeightsError(f"unknown weights format '{path}': expected .pth, .pt or .npz")
     out = {}
     for k, v in items.items():
         if k.startswith("__"):
@@ -74,12 +76,13 @@ def load_original(model: nn.Layer, src: Union[str, os.PathLike, Mapping]) -> nn.
     """Load the authors' EdgeViT weights into ``model`` (built with ``norm="ln", ffn="linear"``) and return it.
 
     Raises:
-        ValueError: the model is not the original configuration, or keys are missing/unexpected, or shapes differ
+        WeightsError: the model is not the original configuration, or keys are missing/unexpected, or shapes differ
             (every problem is listed).
     """
-    norm, ffn = getattr(model, "norm_name", None), getattr(model, "ffn_name", None)
+    variant = model.default_cfg.variant
+    norm, ffn = variant.get("norm"), variant.get("ffn")
     if (norm, ffn) != ("ln", "linear"):
-        raise ValueError(f"the authors' weights fit the original configuration only: build the model with "
+        raise WeightsError(f"the authors' weights fit the original configuration only: build the model with "
                          f"norm='ln', ffn='linear' (got norm={norm!r}, ffn={ffn!r})")
     source = {map_original_key(k): v for k, v in read_state_dict(src).items()
               if not k.endswith("num_batches_tracked")}
@@ -104,7 +107,7 @@ def load_original(model: nn.Layer, src: Union[str, os.PathLike, Mapping]) -> nn.
     if mismatched:
         problems.append(f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched)}")
     if problems:
-        raise ValueError("the weights do not fit this model — " + " | ".join(problems) +
+        raise WeightsError("the weights do not fit this model — " + " | ".join(problems) +
                          " (is it the right preset, and num_classes/in_chans as in the weights?)")
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in converted.items()})
     return model

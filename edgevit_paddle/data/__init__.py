@@ -1,6 +1,8 @@
 """Datasets and transforms built from the ``Data`` section of a config."""
-from .datasets import DataError, class_names, DatasetInfo, LabeledDataset, build_dataset, read_image
+from ..errors import DataError
+from ..image import read_image
+from .datasets import DatasetInfo, LabeledDataset, build_dataset, class_names, eval_transforms, transforms_spec
 from .transforms import ToChannels, build_transforms, default_transforms
 
-__all__ = ["DataError", "class_names", "DatasetInfo", "LabeledDataset", "build_dataset", "read_image", "ToChannels",
-           "build_transforms", "default_transforms"]
+__all__ = ["DataError", "class_names", "DatasetInfo", "LabeledDataset", "build_dataset", "eval_transforms",
+           "transforms_spec", "read_image", "ToChannels", "build_transforms", "default_transforms"]

@@ -26,16 +26,14 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import cv2
 import numpy as np
 from paddle.io import Dataset
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from ..errors import DataError
+from ..image import IMG_EXTENSIONS, read_image
+from .transforms import build_transforms, default_transforms
+
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-class DataError(ValueError):
-    """A dataset problem the user can fix (missing files, empty classes); one line."""
 
 
 @dataclass
@@ -88,24 +86,6 @@ class _RawDataset:
     def __getitem__(self, i: int):
         img = self.loader(self.images[i]) if self.loader else self.images[i]
         return img, self.labels[i]
-
-
-def read_image(path: str) -> Optional[np.ndarray]:
-    """Decode an image file to uint8 RGB (or grey HW) with OpenCV; None when it cannot be read."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        return None
-    if img.dtype == np.uint16:
-        img = (img / 257.0).round().astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    elif img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    elif img.ndim == 3:
-        img = img[:, :, 0]
-    return img
 
 
 def _seeded_split(n: int, fraction: float, seed: int, split: str, labels: Optional[Sequence[int]] = None):
@@ -349,20 +329,28 @@ def class_names(data_cfg: Dict[str, Any]) -> List[str]:
     return _class_dirs(path)
 
 
+def transforms_spec(data_cfg: Dict[str, Any], split_section: str) -> List[Dict[str, Any]]:
+    """The transforms ``Data.<split_section>`` uses: its own list, else the defaults for the dataset (digit sets are
+    normalised to [-1, 1] and not flipped)."""
+    spec = data_cfg[split_section]["transforms"]
+    if spec is not None:
+        return spec
+    grey = data_cfg["dataset"] in ("digits", "mnist")
+    mean_std = ([0.5] * data_cfg["channels"], [0.5] * data_cfg["channels"]) if grey else ()
+    return default_transforms(data_cfg["image_size"], split_section == "Train", *mean_std, flip=not grey)
+
+
+def eval_transforms(data_cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The eval transforms of a ``Data`` config (what an exported model's preprocessing must reproduce)."""
+    return transforms_spec(data_cfg, "Eval")
+
+
 def build_dataset(data_cfg: Dict[str, Any], split_section: str) -> LabeledDataset:
     """The dataset of ``Data.<split_section>`` (``"Train"`` or ``"Eval"``) with its transforms."""
-    from .transforms import build_transforms, default_transforms
     section = data_cfg[split_section]
-    train = split_section == "Train"
-    name = data_cfg["dataset"]
-    spec = section["transforms"]
-    if spec is None:
-        grey = name in ("digits", "mnist")
-        spec = default_transforms(data_cfg["image_size"], train, *(([0.5], [0.5]) if grey and data_cfg["channels"] == 1
-                                                                  else ([0.5] * 3, [0.5] * 3) if grey else ()),
-                                  flip=not grey)
-    transform = build_transforms(spec, data_cfg["channels"], f"Data.{split_section}.transforms")
-    ds = _BUILDERS[name](data_cfg, section["split"], transform)
+    transform = build_transforms(transforms_spec(data_cfg, split_section), data_cfg["channels"],
+                                 f"Data.{split_section}.transforms")
+    ds = _BUILDERS[data_cfg["dataset"]](data_cfg, section["split"], transform)
     limit = section.get("max_samples")
     if limit and limit < len(ds):  # a seeded subset, for quick experiments and smoke tests
         keep = np.random.RandomState(data_cfg["split_seed"]).permutation(len(ds))[:limit]

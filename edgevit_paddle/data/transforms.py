@@ -18,8 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import paddle.vision.transforms as T
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+from ..errors import ConfigError
+from ..image import to_channels
+from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD
 
 ALLOWED = ("Resize", "CenterCrop", "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "RandomVerticalFlip",
            "RandomRotation", "ColorJitter", "Pad", "RandomErasing", "ToTensor", "Normalize")
@@ -32,24 +33,13 @@ class ToChannels:
         self.channels = channels
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        img = np.asarray(img)
-        if img.ndim == 2:
-            img = img[:, :, None]
-        if img.shape[2] == 4:
-            img = img[:, :, :3]
-        if img.shape[2] == self.channels:
-            return img
-        if self.channels == 3:
-            return np.repeat(img, 3, axis=2)
-        grey = img[:, :, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return np.clip(np.rint(grey), 0, 255).astype(img.dtype)[:, :, None]
+        return to_channels(img, self.channels)
 
     def __repr__(self) -> str:
         return f"ToChannels({self.channels})"
 
 
 def _entry(item: Any, where: str):
-    from ..config import ConfigError
     if not isinstance(item, dict) or len(item) != 1:
         raise ConfigError(f"{where}: each transform must be a one-key mapping such as '- Resize: {{size: 128}}', "
                           f"got {item!r}")
@@ -77,7 +67,6 @@ def check_transforms(spec: Optional[Sequence[Any]], where: str) -> None:
 
 def build_transforms(spec: Optional[Sequence[Dict[str, Any]]], channels: int, where: str = "transforms"):
     """Compose ``ToChannels(channels)`` and the configured transforms."""
-    from ..config import ConfigError
     ops: List[Any] = [ToChannels(channels)]
     for item in spec or []:
         name, args = _entry(item, where)

@@ -16,12 +16,13 @@ from typing import Any, Dict, List, Optional
 
 import paddle
 
+from ..errors import TrainingError
 from .checkpoint import atomic_write_json, prune, read_latest, save_checkpoint
 
 log = logging.getLogger("edgevit_paddle")
 
 
-class NonFiniteLoss(ValueError):
+class NonFiniteLoss(TrainingError):
     """The training loss became NaN or infinite."""
 
 
@@ -35,7 +36,7 @@ class RunState:
     best_epoch: int = 0
     train_seconds: float = 0.0
     history: List[Dict[str, Any]] = field(default_factory=list)
-    model: Dict[str, Any] = field(default_factory=dict)  # the config's Model section: what the weights are
+    identity: Dict[str, Any] = field(default_factory=dict)  # what the weights are (weights.model_identity)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

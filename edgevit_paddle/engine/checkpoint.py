@@ -1,8 +1,8 @@
 """Checkpoints that a kill can never tear: every file is written under a temporary name, then renamed.
 
 A checkpoint ``<dir>/<name>`` is ``<name>.pdparams`` (weights), ``<name>.pdopt`` (optimizer with its LR
-schedule) and ``<name>.json`` (epoch, step, metrics). ``latest.json`` is rewritten last and points at the newest
-complete checkpoint, so resuming always finds a whole one.
+schedule) and ``<name>.json`` (epoch, step, metrics, and the weights' ``identity``, see ``weights.py``).
+``latest.json`` is rewritten last and points at the newest complete checkpoint, so resuming always finds a whole one.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import warnings
 from typing import Any, Dict, Optional
 
 import paddle
+
+from ..weights import load_weights
 
 
 def atomic_save(obj: Any, path: str) -> None:
@@ -95,26 +97,7 @@ def read_latest(ckpt_dir: str) -> Optional[Dict[str, Any]]:
         return json.load(f)
 
 
-def load_weights(path: str) -> Dict[str, Any]:
-    """Weights from ``x.pdparams`` or a checkpoint prefix ``x``, with a clear error when missing."""
-    file = path if path.endswith(".pdparams") else path + ".pdparams"
-    if not os.path.isfile(file):
-        raise FileNotFoundError(f"no weights at '{file}': give a .pdparams file or a checkpoint prefix such as "
-                                "output/<run>/checkpoints/best")
-    return paddle.load(file)
-
-
-def load_fitting_weights(network, state: Dict[str, Any], source: str, what: str) -> None:
-    """Set ``state`` on ``network`` after checking every parameter is there with its shape; else a one-line error."""
-    own = network.state_dict()
-    bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
-    if bad:
-        raise ValueError(f"weights '{source}' do not fit {what}: missing or different {', '.join(bad[:5])}"
-                         f"{' ...' if len(bad) > 5 else ''}; use the run's config.yaml")
-    network.set_state_dict(state)
-
-
-def prune(ckpt_dir: str, keep: int, protect=("best", "latest")) -> None:
+def prune(ckpt_dir: str, keep: int) -> None:
     """Delete the oldest ``epoch_<n>`` checkpoints beyond the newest ``keep``."""
     epochs = sorted({int(f.split("_")[1].split(".")[0]) for f in os.listdir(ckpt_dir)
                      if f.startswith("epoch_") and f.endswith(".json")})

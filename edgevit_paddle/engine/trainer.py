@@ -1,7 +1,6 @@
 """Config-driven training and evaluation under ``paddle.Model`` (prepare/fit/evaluate)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -17,12 +16,13 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
-from ..config import ConfigError, dump_config, load_config
-from ..data import DataError, build_dataset
-from ..layers.patch_embed import check_image_input
-from ..registry import create_model
+from ..builder import build_model_from_config
+from ..config import dump_config, load_config
+from ..data import build_dataset
+from ..errors import ConfigError, DataError, MissingFileError
+from ..weights import check_identity, identity_in, model_identity
 from .callbacks import RunState, TrainingMonitor, write_metrics
-from .checkpoint import load_checkpoint, load_fitting_weights, load_weights, read_latest
+from .checkpoint import load_checkpoint, read_latest
 from .optim import build_loss, build_optimizer
 
 log = logging.getLogger("edgevit_paddle")
@@ -81,26 +81,6 @@ def _new_run_dir(output_dir: str, run_name: str) -> str:
     return path
 
 
-def build_network(cfg: Dict[str, Any], num_classes: int) -> nn.Layer:
-    """The model of ``cfg['Model']``; its num_classes and in_chans follow the data unless given and consistent."""
-    kwargs = {k: v for k, v in cfg["Model"].items() if k != "name"}
-    name = cfg["Model"]["name"]
-    if kwargs.get("num_classes") not in (None, num_classes):
-        raise ConfigError(f"Model.num_classes is {kwargs['num_classes']} but the dataset has {num_classes} classes; "
-                          "remove Model.num_classes or make them equal")
-    channels = cfg["Data"]["channels"]
-    if kwargs.get("in_chans") not in (None, channels):
-        raise ConfigError(f"Model.in_chans is {kwargs['in_chans']} but Data.channels is {channels}; make them equal")
-    kwargs.update(num_classes=num_classes, in_chans=channels)
-    try:
-        net = create_model(name, **kwargs)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{cfg.get('__source__') or 'config'}: Model: {e}") from None
-    size = cfg["Data"]["image_size"]
-    check_image_input([1, channels, size, size], channels, getattr(net, "stride", 1), name)
-    return net
-
-
 def _input_specs(cfg: Dict[str, Any]):
     c, s = cfg["Data"]["channels"], cfg["Data"]["image_size"]
     return [InputSpec([None, c, s, s], "float32", "x")], [InputSpec([None, 1], "int64", "label")]
@@ -154,21 +134,22 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     if train_ds.info.num_classes != eval_ds.info.num_classes:
         raise ConfigError(f"train and eval data have {train_ds.info.num_classes} and {eval_ds.info.num_classes} "
                           "classes; they must be equal")
-    net = build_network(cfg, train_ds.info.num_classes)
+    net = build_model_from_config(cfg, train_ds.info.num_classes)
     batch = cfg["Data"]["Train"]["batch_size"]
     steps_per_epoch = len(train_ds) // (batch * world_size)
     if steps_per_epoch < 1:
         raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(train_ds)} images): "
                           "lower it")
 
-    state = RunState(model=dict(cfg["Model"]))
+    state = RunState(identity=model_identity(net))
     if resume:
         run_dir = resume
         latest = read_latest(os.path.join(run_dir, "checkpoints"))
         if latest is None:
-            raise FileNotFoundError(f"nothing to resume in '{run_dir}': no checkpoints/latest.json there")
+            raise MissingFileError(f"nothing to resume in '{run_dir}': no checkpoints/latest.json there")
         state = RunState.from_dict(latest)
-        _check_same_model(state.model, cfg["Model"], os.path.join(run_dir, "checkpoints", latest["checkpoint"]))
+        check_identity(net, identity_in(latest), os.path.join(run_dir, "checkpoints", latest["checkpoint"]))
+        state.identity = model_identity(net)
     else:
         run_dir = _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
     if write:
@@ -179,7 +160,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     setup_logging(run_dir if write else None)
     print(f"run directory: {run_dir}", flush=True)
     trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
-    log.info(f"model {cfg['Model']['name']} {_variant(net)}; {trainable:,} trainable parameters; "
+    variant = net.default_cfg.variant_label()
+    log.info(f"model {cfg['Model']['name']}{f' ({variant})' if variant else ''}; {trainable:,} trainable parameters; "
              f"{world_size} process(es) on {g['device']}" + (f", {threads} thread(s) each" if threads else ""))
     log.info(f"train data: {train_ds.info.describe()}")
     log.info(f"eval data:  {eval_ds.info.describe()}")
@@ -276,22 +258,6 @@ def _loaders(cfg: Dict[str, Any], train_ds, eval_ds, epochs_done: int):
     return train_loader, eval_loader
 
 
-def _check_same_model(saved: Dict[str, Any], wanted: Dict[str, Any], where: str) -> None:
-    """Refuse weights saved from another model or variant (gn and ln weights even have the same shapes)."""
-    ignore = {"num_classes", "in_chans", "drop_rate", "drop_path_rate", "attn_drop_rate"}
-    diff = sorted(k for k in set(saved) | set(wanted) if k not in ignore and saved.get(k) != wanted.get(k))
-    if saved and diff:
-        pairs = ", ".join(f"Model.{k}: {saved.get(k)!r} in the checkpoint, {wanted.get(k)!r} in the config"
-                          for k in diff)
-        raise ValueError(f"weights '{where}' do not fit this config: {pairs}; use the run's config.yaml")
-
-
-def _variant(net: nn.Layer) -> str:
-    parts = [f"{k}={getattr(net, a)}" for k, a in (("norm", "norm_name"), ("ffn", "ffn_name"),
-                                                    ("ffn_norm", "ffn_norm_name")) if getattr(net, a, None)]
-    return f"({', '.join(parts)})" if parts else ""
-
-
 def _default_run_name(cfg: Dict[str, Any]) -> str:
     src = cfg.get("__source__")
     return os.path.splitext(os.path.basename(src))[0] if src else cfg["Model"]["name"]
@@ -301,13 +267,7 @@ def evaluate(cfg: Dict[str, Any], weights: str) -> Dict[str, float]:
     """Top-k accuracy and loss of ``weights`` on the eval split of ``cfg``."""
     set_device(cfg["Global"]["device"], cfg["Global"]["cpu_threads"])
     eval_ds = build_dataset(cfg["Data"], "Eval")
-    net = build_network(cfg, eval_ds.info.num_classes)
-    state = load_weights(weights)
-    prefix = weights[:-len(".pdparams")] if weights.endswith(".pdparams") else weights
-    if os.path.isfile(prefix + ".json"):
-        with open(prefix + ".json", encoding="utf-8") as f:
-            _check_same_model(json.load(f).get("model") or {}, cfg["Model"], prefix)
-    load_fitting_weights(net, state, weights, f"{cfg['Model']['name']} {_variant(net)}")
+    net = build_model_from_config(cfg, eval_ds.info.num_classes, weights=weights)
     model = _prepare(net, cfg)
     t0 = time.time()
     res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
@@ -324,7 +284,7 @@ def load_run_config(path: Optional[str], overrides: Sequence[str], resume: Optio
     if resume and not path:
         path = os.path.join(resume, "config.yaml")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"'{resume}' is not a run folder (no config.yaml): give the folder "
+            raise MissingFileError(f"'{resume}' is not a run folder (no config.yaml): give the folder "
                                     "tools/train.py printed, e.g. --resume output/quickstart")
     return load_config(path, overrides)
 
@@ -339,5 +299,5 @@ def resolve_resume(resume: Optional[str], config_path: Optional[str], overrides:
     runs = [os.path.join(out, d) for d in (os.listdir(out) if os.path.isdir(out) else [])
             if (d == name or d.startswith(name + "-")) and read_latest(os.path.join(out, d, "checkpoints"))]
     if not runs:
-        raise FileNotFoundError(f"--resume auto found no run of '{name}' with a checkpoint in '{out}'")
+        raise MissingFileError(f"--resume auto found no run of '{name}' with a checkpoint in '{out}'")
     return max(runs, key=lambda p: os.path.getmtime(os.path.join(p, "checkpoints", "latest.json")))

@@ -16,14 +16,11 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import yaml
 
-from ..data.datasets import IMG_EXTENSIONS, read_image
+from ..errors import PredictorError
+from ..image import IMG_EXTENSIONS, read_image
 from .preprocess import Preprocessor
 
 MODEL_FILES = ("inference.json", "inference.pdmodel")
-
-
-class PredictorError(ValueError):
-    """A problem the user can fix (missing model files, an impossible device or precision); one line."""
 
 
 @dataclass

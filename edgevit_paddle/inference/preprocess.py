@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Sequence
 import cv2
 import numpy as np
 
-from ..data.transforms import ToChannels
+from ..errors import PredictorError
+from ..image import to_channels
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
            "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
@@ -42,15 +43,15 @@ class Preprocessor:
 
     def __init__(self, steps: Sequence[Dict[str, Any]], channels: int = 3):
         self.steps: List = []
-        self.to_channels = ToChannels(channels)
+        self.channels = channels
         for step in steps:
             (name, args), = step.items()
             if name not in ("resize", "center_crop", "to_float", "normalize"):
-                raise ValueError(f"unknown preprocessing step '{name}' in inference.yml; re-export the model")
+                raise PredictorError(f"unknown preprocessing step '{name}' in inference.yml; re-export the model")
             self.steps.append((name, args or {}))
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        img = self.to_channels(img)
+        img = to_channels(img, self.channels)
         scaled = False
         for name, args in self.steps:
             if name == "resize":

@@ -1,4 +1,8 @@
-"""Softmax attention written as a parameter-free leaf layer, so that ``paddle.flops`` can count its matmuls."""
+"""Softmax attention written as a parameter-free leaf layer, so that ``paddle.flops`` can count its matmuls.
+
+Leaf layers whose work ``paddle.flops`` does not know declare it themselves: ``count_macs(inputs, output)`` returns
+their multiply-accumulates, and ``complexity.count_macs`` passes it to ``paddle.flops``.
+"""
 from __future__ import annotations
 
 import paddle
@@ -30,21 +34,20 @@ class Attend(nn.Layer):
             return paddle.matmul(v, attn, transpose_y=True)
         return paddle.matmul(attn, v)
 
+    def count_macs(self, inputs, output) -> int:
+        """Multiply-accumulates of the two attention matmuls."""
+        q, k = inputs[0], inputs[1]
+        if self.channels_first:
+            b, h, d, n = q.shape
+            m = k.shape[3]
+        else:
+            b, h, n, d = q.shape
+            m = k.shape[2]
+        return int(2 * b * h * n * m * d)
+
     def extra_repr(self) -> str:
         return f"scale={self.scale:.4g}, attn_drop={self.attn_drop}" + (", channels_first" if self.channels_first
                                                                          else "")
-
-
-def count_attend_macs(layer: Attend, inputs, output) -> None:
-    """``paddle.flops`` hook: multiply-accumulates of the two attention matmuls."""
-    q, k = inputs[0], inputs[1]
-    if layer.channels_first:
-        b, h, d, n = q.shape
-        m = k.shape[3]
-    else:
-        b, h, n, d = q.shape
-        m = k.shape[2]
-    layer.total_ops += int(2 * b * h * n * m * d)
 
 
 class PointwiseLinear(nn.Linear):
@@ -55,11 +58,10 @@ class PointwiseLinear(nn.Linear):
         y = paddle.matmul(self.weight, x, transpose_x=True)
         return y if self.bias is None else y + self.bias.unsqueeze(-1)
 
-
-def count_pointwise_linear_macs(layer: PointwiseLinear, inputs, output) -> None:
-    """``paddle.flops`` hook: in x out per position."""
-    x = inputs[0]
-    layer.total_ops += int(x.shape[0] * x.shape[2] * layer.weight.shape[0] * layer.weight.shape[1])
+    def count_macs(self, inputs, output) -> int:
+        """in x out per position."""
+        x = inputs[0]
+        return int(x.shape[0] * x.shape[2] * self.weight.shape[0] * self.weight.shape[1])
 
 
 def split_heads(qkv: paddle.Tensor, num_heads: int, head_dim: int):

@@ -7,7 +7,6 @@ from typing import Callable, Optional
 import paddle.nn as nn
 
 from .conv import Conv2D
-
 from .norm import check_choice
 
 FFNS = ("conv", "linear")
@@ -25,6 +24,9 @@ class Mlp(nn.Layer):
         norm_layer: optional norm over the hidden channels (ViTBNFFN's BatchNorm).
         use_conv: 1x1 convolutions on NCHW instead of Linear layers on tokens.
     """
+
+    #: a BatchNorm over the hidden channels folds into ``fc1`` before it (see ``export.fold``)
+    bn_folds = (("norm", "fc1", "out"),)
 
     def __init__(self, in_features: int, hidden_features: Optional[int] = None, out_features: Optional[int] = None,
                  act_layer: Callable = nn.GELU, drop: float = 0.0, norm_layer: Optional[Callable] = None,

@@ -13,12 +13,21 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..errors import ModelError
+
 NORMS = ("gn", "ln", "bn")
 LAYOUTS = ("nchw", "nlc")
 
 
+def count_norm_macs(layer: nn.Layer, inputs, output) -> int:
+    """A norm as ``paddle.flops`` counts its BatchNorm: two operations per input element."""
+    return int(2 * inputs[0].numel())
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of each pixel of an NCHW map (the original's token LayerNorm)."""
+
+    count_macs = count_norm_macs
 
     def forward(self, x):
         x = x.transpose([0, 2, 3, 1])
@@ -32,12 +41,16 @@ class GroupNorm2d(nn.GroupNorm):
     def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NCHW")
 
+    count_macs = count_norm_macs
+
 
 class GroupNormTokens(nn.GroupNorm):
     """GroupNorm over a token sequence [B, N, C] (statistics over tokens and the channels of a group)."""
 
     def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NLC")
+
+    count_macs = count_norm_macs
 
 
 class BatchNormTokens(nn.BatchNorm1D):
@@ -49,6 +62,8 @@ class BatchNormTokens(nn.BatchNorm1D):
 
     def __init__(self, num_features: int, epsilon: float = 1e-5, momentum: float = 0.9):
         super().__init__(num_features, momentum=momentum, epsilon=epsilon, data_format="NLC")
+
+    count_macs = count_norm_macs
 
     def forward(self, x):
         if paddle.in_dynamic_mode():
@@ -70,11 +85,11 @@ _NORM_CLASSES = {
 
 
 def check_choice(kind: str, value: str, choices) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a one-line ValueError listing them."""
+    """Return ``value`` if it is one of ``choices``, else raise a one-line ModelError listing them."""
     if value not in choices:
         close = difflib.get_close_matches(str(value), list(choices), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ValueError(f"unknown {kind} '{value}'{hint}; valid choices: {', '.join(choices)}")
+        raise ModelError(f"unknown {kind} '{value}'{hint}; valid choices: {', '.join(choices)}")
     return value
 
 
@@ -93,6 +108,6 @@ def get_norm_layer(name: str, layout: str = "nchw", eps: float = 1e-5, groups: i
     cls = _NORM_CLASSES[(name, layout)]
     if name == "gn":
         if groups < 1:
-            raise ValueError(f"norm_groups must be >= 1, got {groups}")
+            raise ModelError(f"norm_groups must be >= 1, got {groups}")
         return partial(cls, epsilon=eps, num_groups=groups)
     return partial(cls, epsilon=eps)

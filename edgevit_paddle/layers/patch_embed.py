@@ -5,6 +5,7 @@ from typing import Callable, Optional
 
 import paddle.nn as nn
 
+from ..errors import InputSizeError
 from .conv import Conv2D
 
 
@@ -18,6 +19,9 @@ class PatchEmbed(nn.Layer):
         norm_layer: norm class for the output (an NCHW norm, or a token norm when ``flatten``).
         flatten: return tokens [B, N, C] instead of an NCHW map.
     """
+
+    #: a BatchNorm ``norm`` folds into the conv before it (see ``export.fold``)
+    bn_folds = (("norm", "proj", "out"),)
 
     def __init__(self, in_chans: int, embed_dim: int, patch_size: int, norm_layer: Optional[Callable] = None,
                  flatten: bool = False):
@@ -35,20 +39,20 @@ class PatchEmbed(nn.Layer):
 
 
 def check_image_input(shape, in_chans: int, stride: int, model: str) -> None:
-    """Raise a one-line ValueError unless ``shape`` is [B, in_chans, H, W] with H and W multiples of ``stride``.
+    """Raise a one-line InputSizeError unless ``shape`` is [B, in_chans, H, W] with H and W multiples of ``stride``.
 
     Dimensions that are unknown at export time (-1) are not checked.
     """
     if len(shape) != 4:
-        raise ValueError(f"{model} expects a 4-D input [batch, {in_chans}, H, W], got shape {list(shape)}")
+        raise InputSizeError(f"{model} expects a 4-D input [batch, {in_chans}, H, W], got shape {list(shape)}")
     c, h, w = shape[1], shape[2], shape[3]
     if c not in (-1, in_chans):
-        raise ValueError(f"{model} was built for {in_chans} input channels but got {c}; "
+        raise InputSizeError(f"{model} was built for {in_chans} input channels but got {c}; "
                          f"pass in_chans={c} when creating it, or convert the images to {in_chans} channels")
     bad = [(axis, d) for axis, d in (("height", h), ("width", w)) if d != -1 and (d < stride or d % stride)]
     if bad:
         axis, d = bad[0]
         lower = max(stride, d // stride * stride)
         options = sorted({lower, lower + stride} if d > stride else {stride})
-        raise ValueError(f"input size {h}x{w} is not valid for {model}: height and width must be multiples of "
+        raise InputSizeError(f"input size {h}x{w} is not valid for {model}: height and width must be multiples of "
                          f"{stride}; nearest valid {axis}: {' or '.join(map(str, options))}")

@@ -1,27 +1,73 @@
-"""What every classifier here shares: initialisation, the head API and the forward split."""
+"""What every classifier here shares: initialisation, the head API, the forward split and ``default_cfg``."""
 from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import paddle.nn as nn
 
+from ..errors import ModelError
 from ..layers import init_torch_style
+from ..model_cfg import ModelCfg
 
 
 class Classifier(nn.Layer):
     """Base of the model families: ``forward = forward_head(forward_features(x))`` and a resettable Linear head.
 
-    Subclasses set ``num_features`` and ``head`` and implement ``forward_features`` and ``forward_head``.
+    Subclasses set ``num_features``, ``head``, ``in_chans``, ``stride`` (input sides must be multiples of it) and
+    ``variant`` (the value of each of the family's ``switches``), and implement ``forward_features`` and
+    ``forward_head``. Class attributes describe the family:
+
+    - ``family``: its name; ``switches``: the variant switches it studies and their choices;
+    - ``cfg_defaults``: its data facts (``ModelCfg`` fields: input size, mean/std, crop) before a preset's own;
+    - ``regularisation_args``: constructor arguments that only regularise training (not part of the weights'
+      identity).
     """
+
+    family: str = "classifier"
+    switches: Dict[str, Tuple[Optional[str], ...]] = {}
+    cfg_defaults: Dict[str, Any] = {}
+    regularisation_args: Tuple[str, ...] = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 
     @staticmethod
     def check_sizes(num_classes: int, in_chans: int) -> None:
         if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise ModelError(f"num_classes must be >= 1, got {num_classes}")
         if int(in_chans) < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+            raise ModelError(f"in_chans must be >= 1, got {in_chans}")
 
     @staticmethod
     def _init_weights(layer: nn.Layer) -> None:
         init_torch_style(layer)
+
+    # ------------------------------------------------------------------------------------------- default_cfg
+
+    def set_default_cfg(self, name: str, preset: Mapping[str, Any], arch: Mapping[str, Any]) -> None:
+        """Called by the registry's ``build_model``: the preset's data facts, this model's structure and ``arch``."""
+        self._default_cfg = self._make_default_cfg(name, preset, arch)
+
+    def _make_default_cfg(self, name: str, preset: Mapping[str, Any], arch: Mapping[str, Any]) -> ModelCfg:
+        cfg = ModelCfg(name=name, family=self.family, **{**self.cfg_defaults, **preset})
+        side = getattr(self, "img_size", None)  # a model built for one input size (ViT's position grid)
+        h, w = (side, side) if side else cfg.input_size[1:]
+        return cfg.replace(input_size=(int(self.in_chans), int(h), int(w)), stride=int(self.stride),
+                           switches=dict(self.switches), variant=dict(self.variant), arch=dict(arch))
+
+    @property
+    def default_cfg(self) -> ModelCfg:
+        """What this model says about itself (``model_cfg.ModelCfg``); models built without the registry get the
+        family's defaults under their class name, with no ``arch``."""
+        cfg = getattr(self, "_default_cfg", None)
+        return cfg if cfg is not None else self._make_default_cfg(type(self).__name__, {}, {})
+
+    @property
+    def default_input_size(self) -> Tuple[int, int, int]:
+        return tuple(self.default_cfg.input_size)
+
+    @property
+    def model_name(self) -> str:
+        return self.default_cfg.name
+
+    # ------------------------------------------------------------------------------------------- head API
 
     def no_weight_decay(self) -> set:
         return set()
@@ -32,7 +78,7 @@ class Classifier(nn.Layer):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a new ``num_classes``-way Linear (0: no head, ``forward`` returns pooled features)."""
         if int(num_classes) < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+            raise ModelError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = int(num_classes)
         self.head = nn.Linear(self.num_features, self.num_classes) if num_classes > 0 else nn.Identity()
         self.head.apply(self._init_weights)

@@ -18,13 +18,26 @@ slice, which is the same operation; attention matmuls sit in a leaf layer so ``p
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
 
-from ..layers import (Attend, DropPath, PatchEmbed, PointwiseLinear, check_choice, get_ffn_layer, get_norm_layer,
-                      mark_as_linear, merge_heads, split_heads, split_heads_channels_first)
+from ..errors import ModelError
+from ..layers import (
+    Attend,
+    DropPath,
+    PatchEmbed,
+    PointwiseLinear,
+    check_choice,
+    get_ffn_layer,
+    get_norm_layer,
+    mark_as_linear,
+    merge_heads,
+    split_heads,
+    split_heads_channels_first,
+)
 from ..layers.conv import Conv2D, Conv2DTranspose
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
@@ -40,9 +53,17 @@ PATCH_NORM_EPS = 1e-5
 ATTN_PRENORM_EPS = 1e-6
 LOCAL_PROP_NORM_EPS = 1e-5
 
+#: patch-embedding stride of each stage (the first embeds 4x4 patches, the others halve the map)
+PATCH_SIZES = (4, 2, 2, 2)
+#: the total stride: input height and width must be multiples of it
+STRIDE = math.prod(PATCH_SIZES)
+
 
 class LocalAgg(nn.Layer):
     """Local aggregation: x + dw3x3(x); x + pw(dw5x5(pw(BN(x)))); x + ConvMlp(BN(x)). NCHW in and out."""
+
+    #: both BatchNorms feed a 1x1 conv directly (see ``export.fold``)
+    bn_folds = (("norm1", "conv1", "in"), ("norm2", "mlp.fc1", "in"))
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0,
                  act_layer: Callable = nn.GELU):
@@ -69,6 +90,9 @@ class GlobalSparseAttn(nn.Layer):
     Works on tokens [B, N, C] (with H, W given) or, with ``channels_first``, on NCHW maps; the output has the
     layout of the input.
     """
+
+    #: a BatchNorm after LocalProp feeds the output projection (see ``export.fold``)
+    bn_folds = (("norm", "proj", "in"),)
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
                  proj_drop: float = 0.0, sr_ratio: int = 1, norm_layer: Optional[Callable] = None,
@@ -121,7 +145,12 @@ class GlobalSparseAttn(nn.Layer):
 
 
 class SelfAttn(nn.Layer):
-    """x + dw3x3(x) (conditional positional encoding); then x + Attn(norm1(x)); x + FFN(norm2(x))."""
+    """x + dw3x3(x) (conditional positional encoding); then x + Attn(norm1(x)); x + FFN(norm2(x)).
+
+    BatchNorm pre-norms fold into ``qkv`` (the sampler only picks positions) and the FFN's ``fc1``.
+    """
+
+    bn_folds = (("norm1", "attn.qkv", "in"), ("norm2", "mlp.fc1", "in"))
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: float = 0.0, sr_ratio: int = 1, act_layer: Callable = nn.GELU,
@@ -197,34 +226,36 @@ class EdgeViT(Classifier):
         norm: ``"gn"``, ``"ln"`` or ``"bn"`` for the norms the original has as LayerNorm.
         ffn: ``"conv"`` (1x1 convs, NCHW) or ``"linear"`` (Linear on tokens) for the SelfAttn FFN.
         norm_groups: GroupNorm groups (``norm="gn"`` only); must divide every stage's channels.
-        global_pool: ``"avg"`` (global average pooling) before the head.
+
+    The head averages the final map over all positions (the authors' global average pooling).
     """
 
-    stride = 32
+    family = "edgevit"
+    switches = {"norm": NORMS, "ffn": FFNS}
+    stride = STRIDE
+    #: the final BatchNorm folds into the head: average pooling commutes with a per-channel affine map
+    bn_folds = (("norm", "head", "in"),)
 
     def __init__(self, depths: Sequence[int] = (1, 1, 3, 2), embed_dims: Sequence[int] = (36, 72, 144, 288),
                  head_dim: int = 36, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  sr_ratios: Sequence[int] = (4, 2, 2, 1), in_chans: int = 3, num_classes: int = 1000,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, norm: str = "gn",
-                 ffn: str = "conv", norm_groups: int = 1, global_pool: str = "avg", img_size: int = 224):
+                 ffn: str = "conv", norm_groups: int = 1):
         super().__init__()
         check_choice("norm", norm, NORMS)
         check_choice("ffn", ffn, FFNS)
-        check_choice("global_pool", global_pool, ("avg",))
-        if not (len(depths) == len(embed_dims) == len(sr_ratios) == 4):
-            raise ValueError("depths, embed_dims and sr_ratios need one value for each of the 4 stages")
+        n = len(PATCH_SIZES)
+        if not (len(depths) == len(embed_dims) == len(sr_ratios) == n):
+            raise ModelError(f"depths, embed_dims and sr_ratios need one value for each of the {n} stages")
         self.check_sizes(num_classes, in_chans)
         if norm == "gn" and any(d % norm_groups for d in embed_dims):
-            raise ValueError(f"norm_groups={norm_groups} must divide every stage's channels {list(embed_dims)}")
+            raise ModelError(f"norm_groups={norm_groups} must divide every stage's channels {list(embed_dims)}")
         if any(d % head_dim for d in embed_dims):
-            raise ValueError(f"head_dim={head_dim} must divide every stage's channels {list(embed_dims)}")
+            raise ModelError(f"head_dim={head_dim} must divide every stage's channels {list(embed_dims)}")
         self.num_classes = int(num_classes)
         self.in_chans = int(in_chans)
-        self.img_size = img_size
-        self.norm_name, self.ffn_name = norm, ffn
+        self.variant = {"norm": norm, "ffn": ffn}
         self.num_features = embed_dims[-1]
-        self.global_pool = global_pool
-        self.drop_rate = drop_rate
 
         channels_first = ffn == "conv"
         layout = "nchw" if channels_first else "nlc"
@@ -236,21 +267,21 @@ class EdgeViT(Classifier):
         dpr = paddle.linspace(0, drop_path_rate, sum(depths)).tolist() if sum(depths) > 1 else [drop_path_rate]
         self.stages = nn.LayerList()
         self.feature_info = []
-        prev, first = in_chans, 0
-        for i, (depth, dim, r) in enumerate(zip(depths, embed_dims, sr_ratios)):
+        prev, first, reduction = in_chans, 0, 1
+        for i, (depth, dim, r, patch) in enumerate(zip(depths, embed_dims, sr_ratios, PATCH_SIZES)):
             block_kwargs = [dict(num_heads=dim // head_dim, sr_ratio=r, mlp_ratio=mlp_ratio, drop=drop_rate,
                                  drop_path=dpr[first + j], qkv_bias=qkv_bias, attn_drop=attn_drop_rate, **block_norm)
                             for j in range(depth)]
-            self.stages.append(EdgeViTStage(prev, dim, 4 if i == 0 else 2, patch_norm, block_kwargs,
-                                            drop_rate if i == 0 else 0.0))
-            self.feature_info.append(dict(module=f"stages.{i}", num_chs=dim, reduction=4 * 2 ** i))
+            self.stages.append(EdgeViTStage(prev, dim, patch, patch_norm, block_kwargs, drop_rate if i == 0 else 0.0))
+            reduction *= patch
+            self.feature_info.append(dict(module=f"stages.{i}", num_chs=dim, reduction=reduction))
             prev, first = dim, first + depth
         self.norm = nn.BatchNorm2D(self.num_features)
         self.head = nn.Linear(self.num_features, self.num_classes)
         self.apply(self._init_weights)
 
     def forward_features(self, x):
-        check_image_input(x.shape, self.in_chans, self.stride, getattr(self, "model_name", "EdgeViT"))
+        check_image_input(x.shape, self.in_chans, self.stride, self.model_name)
         for stage in self.stages:
             x = stage(x)
         return self.norm(x)
@@ -261,8 +292,13 @@ class EdgeViT(Classifier):
 
 
 def _create_edgevit(variant: str, arch: dict, **kwargs) -> EdgeViT:
-    return build_model(EdgeViT, variant, arch, kwargs, (3, 224, 224))
+    return build_model(EdgeViT, variant, arch, kwargs)
 
+
+# ImageNet-style evaluation at 224 (resize to 256, centre crop), as the authors evaluate; our Flowers-102 configs
+# set their own sizes.
+default_cfgs = {name: dict(input_size=(3, 224, 224), crop_pct=0.875) for name in ("edgevit_xxs", "edgevit_xs",
+                                                                                  "edgevit_s")}
 
 # Parameters (1000 classes, any norm/ffn) and GMACs at 224 are measured by tools/summary.py; see README.
 

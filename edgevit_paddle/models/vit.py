@@ -19,8 +19,18 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..layers import (Attend, DropPath, Mlp, PatchEmbed, check_choice, get_norm_layer, merge_heads, split_heads,
-                      trunc_normal_)
+from ..errors import ModelError
+from ..layers import (
+    Attend,
+    DropPath,
+    Mlp,
+    PatchEmbed,
+    check_choice,
+    get_norm_layer,
+    merge_heads,
+    split_heads,
+    trunc_normal_,
+)
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
 from ..registry import build_model, register_model
@@ -50,6 +60,9 @@ class Attention(nn.Layer):
 
 class Block(nn.Layer):
     """Pre-norm transformer block: x + Attn(norm1(x)); x + MLP(norm2(x)) (norm2 is absent with a BN-FFN)."""
+
+    #: BatchNorm pre-norms fold into the qkv projection and the FFN's fc1 (see ``export.fold``)
+    bn_folds = (("norm1", "attn.qkv", "in"), ("norm2", "mlp.fc1", "in"))
 
     def __init__(self, dim: int, num_heads: int, head_dim: Optional[int], mlp_dim: int, qkv_bias: bool = False,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, norm_layer: Callable = nn.LayerNorm,
@@ -89,6 +102,12 @@ class VisionTransformer(Classifier):
         global_pool: ``"token"`` (class token) or ``"avg"`` (mean of the patch tokens).
     """
 
+    family = "vit"
+    # the study's variants are registered models of their own (vit_*, vitbnffn_*, vitbn_*), not switches
+    switches = {}
+    #: a BatchNorm final norm folds into the head (class-token selection and averaging commute with it)
+    bn_folds = (("norm", "head", "in"),)
+
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 192, depth: int = 12, num_heads: int = 3, head_dim: Optional[int] = None,
                  mlp_dim: int = 768, qkv_bias: bool = False, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
@@ -101,15 +120,15 @@ class VisionTransformer(Classifier):
             check_choice("ffn_norm", ffn_norm, NORMS)
         self.check_sizes(num_classes, in_chans)
         if int(depth) < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
+            raise ModelError(f"depth must be >= 1, got {depth}")
         if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+            raise ModelError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
         self.num_classes = int(num_classes)
         self.in_chans = int(in_chans)
         self.img_size, self.stride = img_size, patch_size
         self.num_features = embed_dim
         self.global_pool = global_pool
-        self.norm_name, self.ffn_norm_name = norm, ffn_norm
+        self.variant = {"norm": norm, "ffn_norm": ffn_norm}
         norm_layer = get_norm_layer(norm, "nlc", 1e-5)
         ffn_norm_layer = get_norm_layer(ffn_norm, "nlc", 1e-5) if ffn_norm else None
 
@@ -141,7 +160,7 @@ class VisionTransformer(Classifier):
 
     def forward_features(self, x):
         """Tokens after the final norm: [B, 1 + number of patches, embed_dim] (class token first)."""
-        check_image_input(x.shape, self.in_chans, self.stride, getattr(self, "model_name", "ViT"))
+        check_image_input(x.shape, self.in_chans, self.stride, self.model_name)
         gh, gw = x.shape[2] // self.stride, x.shape[3] // self.stride
         x = self.patch_embed(x)
         cls = self.cls_token + paddle.zeros_like(x[:, :1])  # broadcast to the (possibly dynamic) batch
@@ -159,17 +178,15 @@ ViT = VisionTransformer
 class ViTBNFFN(VisionTransformer):
     """ViT whose FFN is Linear -> BatchNorm -> GELU -> Linear, without the LayerNorm before it."""
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("ffn_norm", "bn")
-        super().__init__(**kwargs)
+    def __init__(self, ffn_norm: Optional[str] = "bn", **kwargs):
+        super().__init__(ffn_norm=ffn_norm, **kwargs)
 
 
 class ViTBN(VisionTransformer):
     """ViT with every LayerNorm replaced by a BatchNorm over channels."""
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("norm", "bn")
-        super().__init__(**kwargs)
+    def __init__(self, norm: str = "bn", **kwargs):
+        super().__init__(norm=norm, **kwargs)
 
 
 # The BatchNorm-ViT study's MNIST setup and a 32x32 RGB one (CIFAR-sized).
@@ -179,42 +196,49 @@ _CIFAR = dict(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=1
               head_dim=32, mlp_dim=256)
 
 
-def _create_vit(variant: str, arch: dict, **kwargs) -> VisionTransformer:
-    c, s = arch["in_chans"], arch["img_size"]
-    return build_model(VisionTransformer, variant, arch, kwargs, (c, s, s))
+def _create_vit(cls: type, variant: str, arch: dict, **kwargs) -> VisionTransformer:
+    return build_model(cls, variant, arch, kwargs)
+
+
+# Digits at their own size with MNIST's mean and std, as configs/vit/*_mnist.yaml; the 32x32 RGB setup as CIFAR is
+# usually evaluated (no resize, no crop).
+_MNIST_CFG = dict(mean=(0.1307,), std=(0.3081,), crop_pct=1.0)
+_CIFAR_CFG = dict(crop_pct=1.0)
+default_cfgs = {**{f"{m}_mnist": _MNIST_CFG for m in ("vit", "vitbnffn", "vitbn")},
+                **{f"{m}_cifar": _CIFAR_CFG for m in ("vit", "vitbnffn", "vitbn")}}
 
 
 @register_model
 def vit_mnist(**kwargs) -> VisionTransformer:
     """ViT, MNIST setup (28x28x1, patch 7, dim 64, depth 6, 8 heads of 64, MLP 128)."""
-    return _create_vit("vit_mnist", dict(_MNIST), **kwargs)
+    return _create_vit(ViT, "vit_mnist", _MNIST, **kwargs)
 
 
 @register_model
-def vitbnffn_mnist(**kwargs) -> VisionTransformer:
+def vitbnffn_mnist(**kwargs) -> ViTBNFFN:
     """ViTBNFFN, MNIST setup."""
-    return _create_vit("vitbnffn_mnist", dict(_MNIST, ffn_norm="bn"), **kwargs)
+    return _create_vit(ViTBNFFN, "vitbnffn_mnist", _MNIST, **kwargs)
 
 
 @register_model
-def vitbn_mnist(**kwargs) -> VisionTransformer:
+def vitbn_mnist(**kwargs) -> ViTBN:
     """ViTBN, MNIST setup."""
-    return _create_vit("vitbn_mnist", dict(_MNIST, norm="bn"), **kwargs)
+    return _create_vit(ViTBN, "vitbn_mnist", _MNIST, **kwargs)
 
 
 @register_model
 def vit_cifar(**kwargs) -> VisionTransformer:
     """ViT, 32x32 RGB setup (patch 4, dim 128, depth 6, 4 heads of 32, MLP 256)."""
-    return _create_vit("vit_cifar", dict(_CIFAR), **kwargs)
+    return _create_vit(ViT, "vit_cifar", _CIFAR, **kwargs)
 
 
 @register_model
-def vitbnffn_cifar(**kwargs) -> VisionTransformer:
+def vitbnffn_cifar(**kwargs) -> ViTBNFFN:
     """ViTBNFFN, 32x32 RGB setup."""
-    return _create_vit("vitbnffn_cifar", dict(_CIFAR, ffn_norm="bn"), **kwargs)
+    return _create_vit(ViTBNFFN, "vitbnffn_cifar", _CIFAR, **kwargs)
 
 
 @register_model
-def vitbn_cifar(**kwargs) -> VisionTransformer:
+def vitbn_cifar(**kwargs) -> ViTBN:
     """ViTBN, 32x32 RGB setup."""
-    return _create_vit("vitbn_cifar", dict(_CIFAR, norm="bn"), **kwargs)
+    return _create_vit(ViTBN, "vitbn_cifar", _CIFAR, **kwargs)

@@ -1,18 +1,13 @@
-"""What every command-line tool shares: the error convention and small argument parsers."""
+"""The command-line tools, one module each, installed as console scripts (``edgevit-train``, ``edgevit-eval``,
+``edgevit-export``, ``edgevit-infer``, ``edgevit-benchmark``, ``edgevit-summary``, ``edgevit-convert``) and run by
+the thin ``tools/*.py`` scripts; and what they share: the error convention and small argument parsers."""
 from __future__ import annotations
 
 import sys
 import warnings
 from typing import Callable, List, Optional, Sequence
 
-
-class UserError(Exception):
-    """A problem the user can fix; tools print it as one line and exit 2."""
-
-
-# Errors raised by our own checks (config, data, model build) carry a message meant for the user.
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, KeyError, ImportError, NotADirectoryError)
-
+from ..errors import UserError
 
 KNOWN_NOISE = ("No ccache found", "When training, we now always track global mean", "To copy construct from a tensor")
 
@@ -24,13 +19,13 @@ def quiet_known_warnings() -> None:
 
 
 def run(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> None:
-    """Run a tool's ``main`` and turn user-fixable errors into ``error: ...`` on stderr with exit code 2."""
+    """Run a tool's ``main``; a ``UserError`` becomes ``error: <message>`` on stderr with exit code 2. Anything else
+    is a bug and keeps its traceback (exit code 1)."""
     quiet_known_warnings()
     try:
         code = main(argv)
-    except USER_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)
 
@@ -40,7 +35,8 @@ def parse_shape(text: str) -> List[int]:
     try:
         shape = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
     except ValueError:
-        raise UserError(f"cannot read the shape '{text}': give integers separated by commas, e.g. 1,3,224,224")
+        raise UserError(f"cannot read the shape {text!r}: give integers separated by commas, "
+                        "e.g. 1,3,224,224") from None
     if not shape or any(v < 1 for v in shape):
         raise UserError(f"invalid shape '{text}': every dimension must be a positive integer, e.g. 1,3,224,224")
     return shape

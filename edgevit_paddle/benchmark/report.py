@@ -1,0 +1,91 @@
+"""Benchmark rows as ratios, CSV, a Markdown table and ``machine.json`` (plots: ``plots.py``).
+
+A row is the case (model, batch, size, mode, processes), the model's variant (one column per switch of its family,
+e.g. ``norm`` and ``ffn``) and the measurements.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any, Dict, List
+
+#: the columns every row has, after ``model`` and the variant's columns
+MEASURED = ["batch", "size", "mode", "procs", "params", "gmacs", "median_ms", "p10_ms", "p90_ms", "images_per_sec",
+            "runs", "threads"]
+COLUMNS = ["model", *MEASURED]
+
+
+def variant_columns(rows: List[Dict[str, Any]]) -> List[str]:
+    """The switches that appear in ``rows``, in order of appearance."""
+    cols: List[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in COLUMNS and k != "speedup" and k not in cols]
+    return cols
+
+
+def add_ratios(rows: List[Dict[str, Any]], baseline: Dict[str, Any]) -> None:
+    """``speedup`` = the baseline's median / this row's, at the same batch, size, mode and number of processes
+    (except what the baseline selects). A baseline naming a variant (``model`` or a switch) compares every variant
+    with it; one that does not (e.g. ``{"procs": 1}``) compares each variant with itself.
+
+    ``baseline`` selects the reference rows, e.g. ``{"norm": "ln", "ffn": "linear"}`` or ``{"model": "vit_mnist"}``.
+    """
+    variant = ["model", *variant_columns(rows)]
+    fields = [f for f in ["batch", "size", "mode", "procs"] if f not in baseline]
+    if not any(f in baseline for f in variant):  # e.g. procs=1: compare each variant with itself
+        fields += variant
+
+    def key(r):
+        return tuple(int(r.get(f) or 1) if f == "procs" else r.get(f) for f in fields)
+
+    base = {key(r): r["median_ms"] for r in rows if all(str(r.get(k)) == str(v) for k, v in baseline.items())}
+    for r in rows:
+        ref = base.get(key(r))
+        r["speedup"] = round(ref / r["median_ms"], 3) if ref else None
+
+
+def write_results(rows: List[Dict[str, Any]], out_dir: str, machine: Dict[str, Any]) -> Dict[str, str]:
+    """``results.csv``, ``results.md``, ``machine.json`` and plots in ``out_dir``."""
+    from .plots import plot_results
+    os.makedirs(out_dir, exist_ok=True)
+    cols = ["model", *variant_columns(rows), *MEASURED] + (["speedup"] if rows and "speedup" in rows[0] else [])
+    paths = {"csv": os.path.join(out_dir, "results.csv"), "md": os.path.join(out_dir, "results.md"),
+             "machine": os.path.join(out_dir, "machine.json")}
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    with open(paths["machine"], "w") as f:
+        json.dump(machine, f, indent=2)
+    with open(paths["md"], "w") as f:
+        f.write(markdown_table(rows, machine) + "\n")
+    paths.update(plot_results(rows, out_dir))
+    return paths
+
+
+def label(r: Dict[str, Any], cols: List[str]) -> str:
+    """``edgevit_xxs gn/conv x2 procs``: the model, its variant's values and the number of processes."""
+    values = "/".join(str(r[c]) for c in cols if r.get(c) is not None)
+    procs = int(r.get("procs") or 1)
+    return r["model"] + (f" {values}" if values else "") + (f" x{procs} procs" if procs > 1 else "")
+
+
+def markdown_table(rows: List[Dict[str, Any]], machine: Dict[str, Any]) -> str:
+    head = (f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} thread(s), Paddle "
+            f"{machine['paddle']}, {machine['date']}. Median of {rows[0]['runs'] if rows else 0} runs after warm-up "
+            "(p10-p90 in brackets), cases interleaved.\n\n")
+    extra = "speedup" in (rows[0] if rows else {})
+    cols = variant_columns(rows)
+    lines = ["| model | " + "".join(f"{c} | " for c in cols) + "mode | batch | size | ms / batch | images/s |"
+             + (" speedup |" if extra else ""),
+             "| --- | " + "--- | " * len(cols) + "--- | ---: | ---: | ---: | ---: |" + (" ---: |" if extra else "")]
+    for r in rows:
+        mode = r["mode"] + (f" x{r['procs']} procs" if int(r.get("procs") or 1) > 1 else "")
+        line = (f"| {r['model']} | " + "".join(f"{r.get(c) or '-'} | " for c in cols) +
+                f"{mode} | {r['batch']} | {r['size']} | "
+                f"{r['median_ms']:.1f} [{r['p10_ms']:.1f}-{r['p90_ms']:.1f}] | {r['images_per_sec']:.1f} |")
+        if extra:
+            line += f" {r['speedup']:.2f}x |" if r.get("speedup") else " - |"
+        lines.append(line)
+    return head + "\n".join(lines)

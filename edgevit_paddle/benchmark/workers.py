@@ -1,0 +1,146 @@
+"""The processes that time cases: dygraph (eval and training steps) or predictor, each kind in its own process.
+
+Started by ``runner`` as ``python -m edgevit_paddle.benchmark.workers`` (spec as JSON on stdin, timings as JSON on
+stdout), or under ``paddle.distributed.launch`` with this file as the training script and a spec file (data-parallel
+training). A user error inside a worker (e.g. a device or precision this machine lacks) comes back as one line; any
+other failure brings its traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from edgevit_paddle.benchmark.cases import Case
+from edgevit_paddle.builder import build_model_from_config
+from edgevit_paddle.errors import UserError
+
+#: exit code of a worker that stopped on a user error (its message is the last line of stdout, as JSON)
+USER_ERROR_EXIT = 3
+
+
+def build(case: Case):
+    """The case's model (random weights) and its input shape for this process's share of the batch."""
+    net = build_model_from_config({"Model": {"name": case.model, **case.variant}, "Data": {"image_size": case.size}})
+    return net, [case.batch // case.procs, net.in_chans, case.size, case.size]
+
+
+def _percentiles(times: List[float]) -> Dict[str, float]:
+    ms = np.asarray(times) * 1000.0
+    return {"median_ms": float(np.median(ms)), "p10_ms": float(np.percentile(ms, 10)),
+            "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms)}
+
+
+def _dygraph_runners(cases: Sequence[Case]):
+    """Eval forwards, or training steps with the product's optimizer, schedule and loss (the config defaults)."""
+    import paddle
+    from paddle.static import InputSpec
+
+    from edgevit_paddle.config import section_defaults
+    from edgevit_paddle.engine.optim import build_loss, build_optimizer
+    runners = {}
+    for case in cases:
+        net, shape = build(case)
+        x = paddle.randn(shape)
+        if case.mode == "eval":
+            net.eval()
+
+            def run(net=net, x=x):
+                with paddle.no_grad():
+                    net(x).numpy()
+        else:
+            api = paddle.Model(net, inputs=[InputSpec([None, *shape[1:]], "float32", "x")],
+                               labels=[InputSpec([None, 1], "int64", "label")])
+            optimizer, _ = build_optimizer(section_defaults("Optimizer"), net, steps_per_epoch=1000, epochs=1)
+            api.prepare(optimizer, build_loss(section_defaults("Loss")))
+            y = np.random.randint(0, net.num_classes, [shape[0], 1]).astype("int64")
+            xs = x.numpy()
+
+            def run(api=api, xs=xs, y=y):
+                api.train_batch([xs], [y])
+        runners[case.key] = run
+    return runners
+
+
+def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
+    from edgevit_paddle.export import export_model
+    from edgevit_paddle.inference import Predictor, PredictorOptions
+    runners = {}
+    exported: Dict[str, str] = {}
+    for case in cases:
+        fold = case.mode != "predictor_nofold"
+        tag = f"{Case(case.model, 1, case.size, 'export', case.variant).key}|{fold}"
+        if tag not in exported:
+            net, shape = build(case)
+            out = os.path.join(workdir, str(len(exported)))
+            export_model(net, out, shape[1:], {"preprocess": [], "class_names": []}, fold=fold)
+            exported[tag] = out
+        pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads, mkldnn=case.mode != "predictor_noonednn",
+                                                         precision="bf16" if case.mode == "predictor_bf16" else "fp32"))
+        x = np.random.RandomState(0).standard_normal([case.batch, *pred.input_size]).astype(np.float32)
+        runners[case.key] = lambda pred=pred, x=x: pred.run(x)
+    return runners
+
+
+def time_cases(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: int) -> Dict[str, Dict[str, float]]:
+    """Time ``cases`` (all dygraph or all predictor) interleaved round-robin in this process."""
+    from tqdm import tqdm
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = _dygraph_runners(cases) if kind == "dygraph" else _predictor_runners(cases, threads, tmp)
+        for run in runners.values():
+            for _ in range(warmup):
+                run()
+        times: Dict[str, List[float]] = {k: [] for k in runners}
+        for _ in tqdm(range(runs), desc=f"{kind} rounds ({len(runners)} cases)", file=sys.stderr, leave=False):
+            for key, run in runners.items():
+                t0 = time.perf_counter()
+                run()
+                times[key].append(time.perf_counter() - t0)
+    return {k: _percentiles(v) for k, v in times.items()}
+
+
+def spec_json(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: int, **more) -> str:
+    return json.dumps({"cases": [asdict(c) for c in cases], "kind": kind, "warmup": warmup, "runs": runs,
+                       "threads": threads, **more})
+
+
+def _run_spec(spec: dict) -> Dict[str, Dict[str, float]]:
+    return time_cases([Case(**c) for c in spec["cases"]], spec["kind"], spec["warmup"], spec["runs"], spec["threads"])
+
+
+def _data_parallel(spec_path: str) -> None:
+    """One process of a data-parallel group: join it, time the cases, rank 0 writes the result file."""
+    import paddle
+    import paddle.distributed as dist
+    with open(spec_path) as f:
+        spec = json.load(f)
+    dist.init_parallel_env()
+    paddle.base.core.set_num_threads(spec["threads"])
+    result = _run_spec(spec)
+    if dist.get_rank() == 0:
+        with open(spec["out"], "w") as f:
+            json.dump(result, f)
+
+
+def main(argv: Sequence[str]) -> int:
+    import warnings
+    warnings.filterwarnings("ignore")
+    try:
+        if argv:  # under paddle.distributed.launch: a spec file
+            _data_parallel(argv[0])
+        else:
+            print(json.dumps(_run_spec(json.loads(sys.stdin.read()))))
+    except UserError as e:
+        print(json.dumps({"error": str(e)}))
+        return USER_ERROR_EXIT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

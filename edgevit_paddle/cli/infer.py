@@ -1,0 +1,74 @@
+"""Classify images with an exported model through Paddle Inference (CPU with oneDNN, GPU, GPU + TensorRT).
+
+    python tools/infer.py --model-dir output/quickstart/inference img.png more/ "photos/**/*.jpg"
+    python tools/infer.py --model-dir DIR --precision bf16 --batch-size 8 --json images/
+    python tools/infer.py --model-dir DIR --device gpu --use-tensorrt --precision fp16 images/   (GPU build only)
+
+Unreadable files are reported on their own line and skipped; the exit code is 1 when any input failed.
+"""
+import argparse
+import json
+import sys
+
+from . import UserError, run
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
+    p.add_argument("--model-dir", required=True, help="folder written by tools/export.py")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--gpu-id", type=int, default=0)
+    p.add_argument("--gpu-mem", type=int, default=500, help="initial GPU memory pool in MB")
+    p.add_argument("--use-tensorrt", action="store_true", help="TensorRT engine (GPU build with TensorRT only)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="fp16 on GPU; bf16 on CPUs with AVX512-BF16 through oneDNN")
+    p.add_argument("--trt-batch", default="1,1,8", help="TensorRT min,opt,max batch sizes (default 1,1,8)")
+    p.add_argument("--cpu-threads", type=int, default=2)
+    p.add_argument("--mkldnn", dest="mkldnn", action="store_true", default=True, help="oneDNN on CPU (default)")
+    p.add_argument("--no-mkldnn", dest="mkldnn", action="store_false", help="plain CPU kernels")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--verbose", action="store_true", help="keep Paddle's own log")
+    args = p.parse_args(argv)
+
+    from tqdm import tqdm
+
+    from edgevit_paddle.inference import Predictor, PredictorOptions, expand_inputs
+
+    try:
+        trt = tuple(int(v) for v in args.trt_batch.split(","))
+        assert len(trt) == 3 and 1 <= trt[0] <= trt[1] <= trt[2]
+    except (ValueError, AssertionError):
+        raise UserError(f"--trt-batch '{args.trt_batch}' must be three batch sizes min<=opt<=max, e.g. 1,4,8") from None
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise UserError(f"no images found in {' '.join(args.inputs)}")
+    opts = PredictorOptions(device=args.device, gpu_id=args.gpu_id, gpu_mem=args.gpu_mem,
+                            use_tensorrt=args.use_tensorrt, precision=args.precision, cpu_threads=args.cpu_threads,
+                            mkldnn=args.mkldnn, batch_size=args.batch_size, trt_shapes=trt, verbose=args.verbose)
+    predictor = Predictor(args.model_dir, opts)
+    failed = 0
+    bar = tqdm(total=len(paths), unit="img", disable=len(paths) < 20 or args.json, file=sys.stderr)
+    for res in predictor.predict_paths(paths, args.topk):
+        bar.update(1)
+        if "error" in res:
+            failed += 1
+            print(f"error: {res['path']}: {res['error']} (skipped)", file=sys.stderr)
+            if args.json:
+                print(json.dumps(res))
+            continue
+        if args.json:
+            print(json.dumps(res))
+        else:
+            best = ", ".join(f"{t['label']} ({t['class_id']}) {t['score']:.4f}" for t in res["topk"])
+            bar.write(f"{res['path']}: {best}")
+    bar.close()
+    if failed:
+        print(f"{failed} of {len(paths)} inputs could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cli() -> None:
+    run(main)

@@ -1,0 +1,58 @@
+"""The one family of errors the user can fix.
+
+Every error we raise because of the user's input (a config key, a data folder, a model name, a weights file, an
+exported model, an option of a tool) derives from ``UserError``; its message is one line naming the problem and the
+fix. The command-line tools turn exactly these into ``error: <message>`` and exit code 2 (``cli.run``). Anything else
+-- a ``KeyError`` or ``TypeError`` from our own code, an error inside Paddle -- is a bug and keeps its traceback.
+
+The subclasses also derive from the built-in exception a Python caller would expect (``ValueError`` for a bad value,
+``FileNotFoundError`` for a missing file), so ``except ValueError`` around ``create_model`` keeps working.
+"""
+from __future__ import annotations
+
+__all__ = ["UserError", "ConfigError", "DataError", "ModelError", "InputSizeError", "WeightsError",
+           "MissingFileError", "ExportError", "PredictorError", "TrainingError", "BenchmarkError"]
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message is one line with the fix."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config file, key, value or ``-o`` override is wrong."""
+
+
+class DataError(UserError, ValueError):
+    """A dataset cannot be opened or read (missing files, empty classes, unreadable images)."""
+
+
+class ModelError(UserError, ValueError):
+    """A model cannot be built as asked: unknown name, switch or argument, or an impossible size."""
+
+
+class InputSizeError(ModelError):
+    """A tensor given to a model has the wrong number of dimensions, channels, height or width."""
+
+
+class WeightsError(UserError, ValueError):
+    """Weights do not fit the model they are loaded into (another model or variant, missing or mis-shaped tensors)."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist or is not what was expected."""
+
+
+class ExportError(UserError, ValueError):
+    """A model cannot be exported as configured."""
+
+
+class PredictorError(UserError, ValueError):
+    """An exported model cannot be loaded or run as asked (missing files, an impossible device or precision)."""
+
+
+class TrainingError(UserError, ValueError):
+    """Training cannot go on (e.g. the loss became NaN); the message names the last good checkpoint."""
+
+
+class BenchmarkError(UserError, ValueError):
+    """A benchmark cannot run as asked (unknown model or variant, a mode this machine cannot run)."""

@@ -1,0 +1,108 @@
+"""BatchNorm folding for export, applying the folds each layer declares for itself.
+
+A layer that owns a BatchNorm sitting directly next to a conv or Linear layer (nothing non-linear in between)
+declares it as a class attribute, in its own file::
+
+    bn_folds = (("norm1", "conv1", "in"), ...)   # (BatchNorm's path, target layer's path, where)
+
+``"in"``: the BatchNorm feeds the target's input; ``"out"``: it normalises the target's output. Paths are attribute
+paths below the declaring layer. ``fold_batchnorm`` walks the model, and for every layer whose class (or a base
+class) declares folds, folds each BatchNorm into its target's weights and replaces it by ``Identity``. A fold that
+is not exact is skipped (an "in" fold into a padded or grouped conv would see the shift differently at the borders),
+so a declaration can never change what the model computes. GroupNorm and LayerNorm cannot be folded: they normalise
+with statistics of each input, not with constants.
+
+What the models declare: EdgeViT's LocalAgg BatchNorms into the following 1x1 convs and the final BatchNorm into the
+head (every variant); with ``norm="bn"`` also the patch-embedding norms into the patch convs, SelfAttn's pre-norms
+into ``qkv``/``mlp.fc1`` and LocalProp's norm into the output projection; ViTBN's patch, pre- and final norms;
+ViTBNFFN's FFN BatchNorm into ``fc1``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import List, Optional, Tuple
+
+import numpy as np
+import paddle.nn as nn
+
+_BN = nn.layer.norm._BatchNormBase
+
+
+def _get(layer: nn.Layer, path: str) -> Optional[nn.Layer]:
+    for part in path.split("."):
+        layer = getattr(layer, part, None)
+        if layer is None:
+            return None
+    return layer
+
+
+def _set(layer: nn.Layer, path: str, value: nn.Layer) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        layer = getattr(layer, part)
+    setattr(layer, last, value)
+
+
+def _bn_affine(bn: _BN) -> Tuple[np.ndarray, np.ndarray]:
+    """BatchNorm in eval mode as y = a * x + b per channel."""
+    var = bn._variance.numpy().astype(np.float64)
+    mean = bn._mean.numpy().astype(np.float64)
+    gamma = bn.weight.numpy().astype(np.float64) if bn.weight is not None else np.ones_like(mean)
+    beta = bn.bias.numpy().astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
+    a = gamma / np.sqrt(var + bn._epsilon)
+    return a, beta - mean * a
+
+
+def _ensure_bias(layer: nn.Layer, size: int) -> None:
+    if layer.bias is None:
+        layer.bias = layer.create_parameter([size], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
+
+
+def _fold(bn: _BN, target: nn.Layer, where: str) -> bool:
+    a, b = _bn_affine(bn)
+    w = target.weight.numpy().astype(np.float64)
+    if isinstance(target, nn.Linear):  # Paddle Linear weight: [in, out]
+        out_features = w.shape[1]
+        _ensure_bias(target, out_features)
+        c = target.bias.numpy().astype(np.float64)
+        if where == "in":
+            new_w, new_c = a[:, None] * w, c + b @ w
+        else:
+            new_w, new_c = w * a[None, :], a * c + b
+    elif isinstance(target, nn.Conv2D):  # weight [out, in/groups, kh, kw]
+        if where == "in" and (target._groups != 1 or any(k != 1 for k in target._kernel_size)):
+            return False  # a padded or grouped conv would see the shift differently at the borders
+        _ensure_bias(target, w.shape[0])
+        c = target.bias.numpy().astype(np.float64)
+        if where == "in":
+            new_w = w * a[None, :, None, None]
+            new_c = c + np.einsum("oi,i->o", w[:, :, 0, 0], b)
+        else:
+            new_w, new_c = w * a[:, None, None, None], a * c + b
+    else:
+        return False
+    target.weight.set_value(new_w.astype(np.float32))
+    target.bias.set_value(new_c.astype(np.float32))
+    return True
+
+
+def fold_batchnorm(model: nn.Layer, inplace: bool = False) -> nn.Layer:
+    """An eval-mode model equal to ``model`` with every BatchNorm its layers declare as foldable folded away.
+
+    The folded model's ``folded_bn`` attribute lists the BatchNorms that were folded.
+    """
+    model = model if inplace else copy.deepcopy(model)
+    model.eval()
+    folded = []
+    for name, layer in [("", model)] + list(model.named_sublayers()):
+        for bn_path, target_path, where in getattr(type(layer), "bn_folds", ()):
+            bn, target = _get(layer, bn_path), _get(layer, target_path)
+            if isinstance(bn, _BN) and target is not None and _fold(bn, target, where):
+                _set(layer, bn_path, nn.Identity())
+                folded.append(f"{name + '.' if name else ''}{bn_path}")
+    model.folded_bn = folded
+    return model
+
+
+def remaining_batchnorms(model: nn.Layer) -> List[str]:
+    return [n for n, m in model.named_sublayers() if isinstance(m, _BN)]

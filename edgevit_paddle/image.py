@@ -1,0 +1,48 @@
+"""Image files to arrays: the one decoder that training data and the inference predictor share.
+
+Both decode with OpenCV into uint8 RGB (or grey HW) and give images the model's channel count the same way, so that
+training's eval pipeline and a deployed predictor see the same pixels. It imports nothing else of the package, so
+``inference/`` can ship without ``data/`` or ``engine/``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def read_image(path: str) -> Optional[np.ndarray]:
+    """Decode an image file to uint8 RGB (or grey HW) with OpenCV; None when it cannot be read."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        return None
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3:
+        img = img[:, :, 0]
+    return img
+
+
+def to_channels(img: np.ndarray, channels: int = 3) -> np.ndarray:
+    """An HW / HWC uint8 image as HWC with ``channels`` channels (grey -> RGB by copying, RGB(A) -> grey by the
+    ITU-R 601 weights)."""
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.shape[2] == channels:
+        return img
+    if channels == 3:
+        return np.repeat(img, 3, axis=2)
+    grey = img[:, :, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.clip(np.rint(grey), 0, 255).astype(img.dtype)[:, :, None]

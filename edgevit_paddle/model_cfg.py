@@ -1,0 +1,91 @@
+"""``ModelCfg``: everything a model says about itself, in one object (timm's ``pretrained_cfg``/``default_cfg``).
+
+Every model built through the registry carries one as ``model.default_cfg``; the export, the predictor's sidecar,
+the benchmark, the complexity table, the summary tool and the trainer read it instead of keeping lists of their own.
+
+- data facts, from the preset in the model file's ``default_cfgs``: ``input_size`` (C, H, W), ``mean``/``std``,
+  ``interpolation`` and ``crop_pct`` of the eval transform (resize the short side to ``H / crop_pct``, centre-crop H);
+- structure facts, from the built model: ``stride`` (H and W must be multiples of it), ``family``, the variant
+  ``switches`` the family studies with their choices, and the value of each for this model (``variant``);
+- ``arch``: every constructor argument as resolved (preset, then the user's), except those that only regularise
+  training (dropout rates). Two models with equal ``arch`` hold interchangeable weights: this is the identity stored
+  with checkpoints and checked before weights are loaded.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """What a model says about itself (see module doc). Frozen: derive a changed copy with ``replace``."""
+
+    name: str
+    family: str
+    input_size: Tuple[int, int, int] = (3, 224, 224)
+    stride: int = 1
+    mean: Tuple[float, ...] = IMAGENET_MEAN
+    std: Tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+    switches: Mapping[str, Tuple[Optional[str], ...]] = field(default_factory=dict)
+    variant: Mapping[str, Any] = field(default_factory=dict)
+    arch: Mapping[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> "ModelCfg":
+        return replace(self, **changes)
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.input_size[0])
+
+    def variants(self) -> Iterator[Dict[str, Any]]:
+        """Every combination of the family's switches (one empty dict when it has none)."""
+        names = list(self.switches)
+        for values in itertools.product(*(self.switches[n] for n in names)):
+            yield dict(zip(names, values))
+
+    def variant_label(self) -> str:
+        """``norm=gn, ffn=conv`` (empty when the family has no switches)."""
+        return ", ".join(f"{k}={v}" for k, v in self.variant.items() if v is not None)
+
+    def small_size(self, at_least: int = 64) -> int:
+        """The smallest valid input side of at least ``at_least`` px, or the default side when that is smaller
+        (for quick tests and benchmarks)."""
+        default = int(self.input_size[1])
+        if default <= at_least:
+            return default
+        return -(-at_least // self.stride) * self.stride
+
+    def eval_resize(self, size: Optional[int] = None) -> int:
+        """The short side an image is resized to before the centre crop of ``size`` (default: the input size)."""
+        size = int(size or self.input_size[1])
+        return int(round(size / self.crop_pct))
+
+    def identity(self, num_classes: int) -> Dict[str, Any]:
+        """What the weights of this model are: its name and every architecture argument (``num_classes`` as given,
+        since a head can be replaced after the build)."""
+        return {"model": self.name, **{k: _plain(v) for k, v in self.arch.items()}, "num_classes": int(num_classes)}
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain types, for YAML/JSON sidecars."""
+        return {"name": self.name, "family": self.family, "input_size": list(self.input_size),
+                "stride": self.stride, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct,
+                "variant": {k: v for k, v in self.variant.items() if v is not None}}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so that an identity read back from JSON compares equal."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def identity_diff(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+    """The keys on which two identities differ, with (saved, wanted) values."""
+    return {k: (saved.get(k), wanted.get(k)) for k in sorted(set(saved) | set(wanted))
+            if _plain(saved.get(k)) != _plain(wanted.get(k))}

@@ -1,0 +1,91 @@
+"""Weights files and what they are: load a ``.pdparams``, read the identity saved beside it, refuse weights that do
+not fit the model they are loaded into.
+
+A checkpoint ``<prefix>.pdparams`` has a ``<prefix>.json`` beside it whose ``identity`` is the model's
+``default_cfg.identity()``: the registered name and every architecture argument (norm, ffn, ...) and the class count.
+Weights of another variant can have the same keys and shapes (GroupNorm and LayerNorm weights do), so the identity,
+not the shapes, is what tells them apart.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import paddle
+import paddle.nn as nn
+
+from .errors import MissingFileError, WeightsError
+from .model_cfg import identity_diff
+
+
+def weights_prefix(path: str) -> str:
+    """``x.pdparams`` or ``x`` -> ``x``."""
+    return path[: -len(".pdparams")] if path.endswith(".pdparams") else path
+
+
+def load_weights(path: str) -> Dict[str, Any]:
+    """Weights from ``x.pdparams`` or a checkpoint prefix ``x``, with a one-line error when missing."""
+    file = weights_prefix(path) + ".pdparams"
+    if not os.path.isfile(file):
+        raise MissingFileError(f"no weights at '{file}': give a .pdparams file or a checkpoint prefix such as "
+                               "output/<run>/checkpoints/best")
+    return paddle.load(file)
+
+
+def identity_in(meta: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The identity in a checkpoint's JSON (``<prefix>.json`` or ``latest.json``), or None.
+
+    Checkpoints written before identities were stored hold the config's ``Model`` section instead; it is returned
+    as ``{"__model_section__": {...}}`` for ``check_identity`` to resolve.
+    """
+    if meta.get("identity"):
+        return meta["identity"]
+    return {"__model_section__": meta["model"]} if meta.get("model") else None
+
+
+def saved_identity(path: str) -> Optional[Dict[str, Any]]:
+    """The identity saved beside weights (``<prefix>.json``), or None for bare weights."""
+    meta = weights_prefix(path) + ".json"
+    if not os.path.isfile(meta):
+        return None
+    with open(meta, encoding="utf-8") as f:
+        return identity_in(json.load(f))
+
+
+def model_identity(net: nn.Layer) -> Dict[str, Any]:
+    """What ``net``'s weights are (see ``ModelCfg.identity``)."""
+    return net.default_cfg.identity(net.num_classes)
+
+
+def _resolve(saved: Dict[str, Any], net: nn.Layer) -> Dict[str, Any]:
+    section = saved.get("__model_section__")
+    if section is None:
+        return saved
+    from .registry import create_model  # an old checkpoint: build its model to learn its identity
+    kwargs = {k: v for k, v in section.items() if k != "name"}
+    kwargs.setdefault("in_chans", net.in_chans)
+    kwargs.setdefault("num_classes", net.num_classes)
+    return model_identity(create_model(section["name"], **kwargs))
+
+
+def check_identity(net: nn.Layer, saved: Optional[Dict[str, Any]], source: str) -> None:
+    """Refuse weights saved from another model or variant than ``net`` with one line naming every difference."""
+    if not saved:
+        return
+    diff = identity_diff(_resolve(saved, net), model_identity(net))
+    if diff:
+        pairs = ", ".join(f"{'Model.name' if k == 'model' else 'Model.' + k}: {a!r} in the weights, {b!r} in the "
+                          "config" for k, (a, b) in diff.items())
+        raise WeightsError(f"weights '{source}' do not fit this config: {pairs}; use the run's config.yaml")
+
+
+def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> None:
+    """Set ``state`` on ``net`` after checking every tensor is there with its shape; else a one-line error."""
+    own = net.state_dict()
+    bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
+    if bad:
+        what = f"{net.model_name} ({net.default_cfg.variant_label()})" if net.default_cfg.variant else net.model_name
+        raise WeightsError(f"weights '{source}' do not fit {what}: missing or different {', '.join(bad[:5])}"
+                           f"{' ...' if len(bad) > 5 else ''}; use the run's config.yaml")
+    net.set_state_dict(state)
