@@ -20,5 +20,8 @@ setup(
     packages=find_packages(include=["edgevit_paddle", "edgevit_paddle.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
+    # the tools, installed as commands that work from any folder (tools/*.py run the same code from a checkout)
+    entry_points={"console_scripts": [f"edgevit-{name}=edgevit_paddle.cli.{name}:cli" for name in (
+        "train", "eval", "export", "infer", "benchmark", "summary", "convert")]},
     license="Apache-2.0",
 )

@@ -12,13 +12,14 @@ How the timing is kept fair:
 - the machine (CPU model, cores, Paddle version, threads) is written beside the results.
 
 The package: ``cases`` (what to time), ``workers`` (the timing processes, started as ``python -m``), ``runner``
-(spawns them, collects rows), ``report`` (ratios, CSV, Markdown) and ``plots``. ``edgevit-benchmark --help`` (or
+(spawns them, collects ``rows``), ``report`` (ratios, CSV, Markdown) and ``plots``. ``edgevit-benchmark --help`` (or
 ``python tools/benchmark.py --help``) for the command line; ``--out DIR`` writes ``results.csv``, ``results.md``,
 ``machine.json`` and PNG plots.
 """
 from .cases import MODES, Case, build_cases, parse_variants
 from .plots import plot_curves, plot_results
-from .report import COLUMNS, add_ratios, markdown_table, write_results
+from .report import add_ratios, markdown_table, write_results
+from .rows import COLUMNS
 from .runner import machine_info, run_benchmark
 
 __all__ = ["MODES", "Case", "build_cases", "parse_variants", "plot_curves", "plot_results", "COLUMNS", "add_ratios",

@@ -7,7 +7,7 @@ import os
 from typing import Any, Dict, List, Sequence
 
 from .cases import MODES
-from .report import label, variant_columns
+from .rows import label, variant_columns
 
 
 def _pyplot():

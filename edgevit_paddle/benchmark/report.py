@@ -1,8 +1,4 @@
-"""Benchmark rows as ratios, CSV, a Markdown table and ``machine.json`` (plots: ``plots.py``).
-
-A row is the case (model, batch, size, mode, processes), the model's variant (one column per switch of its family,
-e.g. ``norm`` and ``ffn``) and the measurements.
-"""
+"""Benchmark rows (``rows.py``) as ratios, CSV, a Markdown table and ``machine.json``, with the plots (``plots.py``)."""
 from __future__ import annotations
 
 import csv
@@ -10,18 +6,8 @@ import json
 import os
 from typing import Any, Dict, List
 
-#: the columns every row has, after ``model`` and the variant's columns
-MEASURED = ["batch", "size", "mode", "procs", "params", "gmacs", "median_ms", "p10_ms", "p90_ms", "images_per_sec",
-            "runs", "threads"]
-COLUMNS = ["model", *MEASURED]
-
-
-def variant_columns(rows: List[Dict[str, Any]]) -> List[str]:
-    """The switches that appear in ``rows``, in order of appearance."""
-    cols: List[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in COLUMNS and k != "speedup" and k not in cols]
-    return cols
+from .plots import plot_results
+from .rows import MEASURED, variant_columns
 
 
 def add_ratios(rows: List[Dict[str, Any]], baseline: Dict[str, Any]) -> None:
@@ -47,7 +33,6 @@ def add_ratios(rows: List[Dict[str, Any]], baseline: Dict[str, Any]) -> None:
 
 def write_results(rows: List[Dict[str, Any]], out_dir: str, machine: Dict[str, Any]) -> Dict[str, str]:
     """``results.csv``, ``results.md``, ``machine.json`` and plots in ``out_dir``."""
-    from .plots import plot_results
     os.makedirs(out_dir, exist_ok=True)
     cols = ["model", *variant_columns(rows), *MEASURED] + (["speedup"] if rows and "speedup" in rows[0] else [])
     paths = {"csv": os.path.join(out_dir, "results.csv"), "md": os.path.join(out_dir, "results.md"),
@@ -62,13 +47,6 @@ def write_results(rows: List[Dict[str, Any]], out_dir: str, machine: Dict[str, A
         f.write(markdown_table(rows, machine) + "\n")
     paths.update(plot_results(rows, out_dir))
     return paths
-
-
-def label(r: Dict[str, Any], cols: List[str]) -> str:
-    """``edgevit_xxs gn/conv x2 procs``: the model, its variant's values and the number of processes."""
-    values = "/".join(str(r[c]) for c in cols if r.get(c) is not None)
-    procs = int(r.get("procs") or 1)
-    return r["model"] + (f" {values}" if values else "") + (f" x{procs} procs" if procs > 1 else "")
 
 
 def markdown_table(rows: List[Dict[str, Any]], machine: Dict[str, Any]) -> str:
