@@ -1,7 +1,4 @@
-"""Evaluate weights on the eval split of a config: top-1/top-5 accuracy and loss.
-
-    python tools/eval.py -c output/quickstart/config.yaml --weights output/quickstart/checkpoints/best
-"""
+"""``edgevit-eval`` from a checkout: see ``edgevit_paddle/cli/eval.py``, or run with ``--help``."""
 from edgevit_paddle.cli.eval import cli
 
 if __name__ == "__main__":
