@@ -6,12 +6,38 @@ training's eval pipeline and a deployed predictor see the same pixels. It import
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import cv2
 import numpy as np
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+#: how far from the end of a file its end marker may sit (some writers pad or append a few bytes after it)
+_TAIL = 4096
+
+
+def file_problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a whole image file, before decoding it: missing, empty, or a JPEG/PNG cut short (OpenCV
+    decodes a truncated JPEG with grey filling the missing part and only a warning); None when nothing is wrong."""
+    if not os.path.exists(path):
+        return "not found"
+    if not os.path.isfile(path):
+        return "not a file"
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty file"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        return "truncated JPEG (the file ends before the image does)"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return "truncated PNG (the file ends before the image does)"
+    return None
 
 
 def read_image(path: str) -> Optional[np.ndarray]:

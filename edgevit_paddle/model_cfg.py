@@ -5,8 +5,9 @@ the benchmark, the complexity table, the summary tool and the trainer read it in
 
 - data facts, from the preset in the model file's ``default_cfgs``: ``input_size`` (C, H, W), ``mean``/``std``,
   ``interpolation`` and ``crop_pct`` of the eval transform (resize the short side to ``H / crop_pct``, centre-crop H);
-- structure facts, from the built model: ``stride`` (H and W must be multiples of it), ``family``, the variant
-  ``switches`` the family studies with their choices, and the value of each for this model (``variant``);
+- structure facts, from the built model: ``stride`` (H and W must be multiples of it), ``fixed_input_size`` (the model
+  runs at ``input_size`` only once exported, e.g. ViT's position grid; else any multiple of the stride), ``family``,
+  the variant ``switches`` the family studies with their choices, and the value of each for this model (``variant``);
 - ``arch``: every constructor argument as resolved (preset, then the user's), except those that only regularise
   training (dropout rates). Two models with equal ``arch`` hold interchangeable weights: this is the identity stored
   with checkpoints and checked before weights are loaded.
@@ -29,6 +30,7 @@ class ModelCfg:
     family: str
     input_size: Tuple[int, int, int] = (3, 224, 224)
     stride: int = 1
+    fixed_input_size: bool = False
     mean: Tuple[float, ...] = IMAGENET_MEAN
     std: Tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
@@ -62,6 +64,14 @@ class ModelCfg:
             return default
         return -(-at_least // self.stride) * self.stride
 
+    def check_size(self, h: int, w: int) -> Optional[str]:
+        """Why an exported model cannot take an H x W input (None when it can)."""
+        if self.fixed_input_size and (h, w) != tuple(self.input_size[1:]):
+            return f"this model was exported for {self.input_size[1]}x{self.input_size[2]} inputs only"
+        if h < self.stride or w < self.stride or h % self.stride or w % self.stride:
+            return f"height and width must be multiples of {self.stride}"
+        return None
+
     def eval_resize(self, size: Optional[int] = None) -> int:
         """The short side an image is resized to before the centre crop of ``size`` (default: the input size)."""
         size = int(size or self.input_size[1])
@@ -71,13 +81,6 @@ class ModelCfg:
         """What the weights of this model are: its name and every architecture argument (``num_classes`` as given,
         since a head can be replaced after the build)."""
         return {"model": self.name, **{k: _plain(v) for k, v in self.arch.items()}, "num_classes": int(num_classes)}
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Plain types, for YAML/JSON sidecars."""
-        return {"name": self.name, "family": self.family, "input_size": list(self.input_size),
-                "stride": self.stride, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct,
-                "variant": {k: v for k, v in self.variant.items() if v is not None}}
 
 
 def _plain(value: Any) -> Any:

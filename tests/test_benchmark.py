@@ -19,9 +19,9 @@ def test_quick_mode_writes_results(tmp_path):
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert set(COLUMNS) <= set(rows[0]) and "speedup" in rows[0]
-    # 2 models x (eval, predictor, predictor_nofold at batch 1 and 2 + train at batch 2)
+    # 2 models x (eval, predictor, onnxruntime at batch 1 and 2 + train at batch 2)
     assert len(rows) == 14
-    assert {r["mode"] for r in rows} == {"eval", "predictor", "predictor_nofold", "train"}
+    assert {r["mode"] for r in rows} == {"eval", "predictor", "onnxruntime", "train"}
     assert all(float(r["median_ms"]) > 0 and float(r["images_per_sec"]) > 0 for r in rows)
     edge = [r for r in rows if r["model"] == "edgevit_xxs"]
     assert {(r["norm"], r["ffn"]) for r in edge} == {("gn", "conv")} and edge[0]["params"] == "4067704"
@@ -73,6 +73,19 @@ def test_data_parallel_training_mode(tmp_path):
     res = subprocess.run([sys.executable, TOOL, "--models", "vit_mnist", "--modes", "train", "--batch-sizes", "3",
                           "--train-procs", "2"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2 and "does not split evenly over 2 processes" in res.stderr, res.stderr
+
+
+def test_every_deployment_mode(tmp_path):
+    """The Paddle predictor (folded, unfolded, oneDNN off) and ONNX Runtime (fp32, INT8) in one interleaved run."""
+    modes = ["predictor", "predictor_nofold", "predictor_noonednn", "onnxruntime", "onnxruntime_int8"]
+    res = subprocess.run([sys.executable, TOOL, "--models", "vit_mnist", "--modes", *modes, "--batch-sizes", "2",
+                          "--runs", "2", "--warmup", "1", "--baseline", "mode=predictor", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["mode"] for r in rows] == modes and all(float(r["median_ms"]) > 0 for r in rows)
+    assert rows[0]["speedup"] == "1.0" and all(float(r["speedup"]) > 0 for r in rows)
 
 
 def test_bf16_predictor_mode(tmp_path):

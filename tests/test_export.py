@@ -1,4 +1,5 @@
 """Export to Paddle Inference: BatchNorm folding, round trip, the predictor on real images, bad inputs, options."""
+import json
 import os
 import subprocess
 import sys
@@ -23,8 +24,8 @@ from edgevit_paddle.inference import (
     config_calls,
     cpu_supports_bf16,
     expand_inputs,
+    paddle_backend,
 )
-from edgevit_paddle.inference import predictor as predictor_mod
 
 # EdgeViT-XXS in every variant, and the BatchNorm-ViT study's models
 VARIANTS = [("edgevit_xxs", v.get("norm"), v.get("ffn")) for v in ep.create_model("edgevit_xxs").default_cfg.variants()]
@@ -69,8 +70,9 @@ def test_unfolded_token_batchnorm_runs_in_the_onednn_predictor(tmp_path, name, n
     model = randomise_bn(ep.create_model(name, norm=norm, ffn=ffn))
     model.eval()
     x = small_input(model)
-    export_model(model, str(tmp_path), x.shape[1:], {"preprocess": [], "class_names": []}, fold=False)
-    got = Predictor(str(tmp_path), PredictorOptions(mkldnn=True)).run(x.numpy())
+    export_model(model, str(tmp_path), x.shape[1:], {"preprocess": [], "class_names": []}, fold=False,
+                 formats="paddle")
+    got = Predictor(str(tmp_path), PredictorOptions(mkldnn=True, backend="paddle")).run(x.numpy())
     np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
 
 
@@ -85,13 +87,14 @@ def test_export_round_trip_batches_and_onednn(tmp_path, fold):
     model.eval()
     out = str(tmp_path / "inf")
     files = export_model(model, out, (3, 64, 64), {"preprocess": [{"to_float": {"divisor": 255.0}}],
-                                                   "class_names": [str(i) for i in range(10)]}, fold=fold)
+                                                   "class_names": [str(i) for i in range(10)]}, fold=fold)["files"]
     assert os.path.basename(files["model"]) == "inference.json" and os.path.isfile(files["params"])
+    assert os.path.basename(files["onnx"]) == "inference.onnx"
     for batch in (1, 3):
         x = np.random.RandomState(batch).randn(batch, 3, 64, 64).astype("float32")
         ref = model(paddle.to_tensor(x)).numpy()
-        for mkldnn in (True, False):
-            got = Predictor(out, PredictorOptions(mkldnn=mkldnn, cpu_threads=2)).run(x)
+        for backend, mkldnn in (("paddle", True), ("paddle", False), ("onnxruntime", True)):
+            got = Predictor(out, PredictorOptions(backend=backend, mkldnn=mkldnn, cpu_threads=2)).run(x)
             np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
             assert np.abs(got - ref).max() < 1e-5 * max(1.0, np.abs(ref).max()) * 10
 
@@ -101,14 +104,16 @@ def test_sidecar_contents_and_export_tool(tmp_path):
     res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export.py"), "-c", cfg_path, "--out",
                           str(tmp_path / "inf")], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
-    assert "wrote" in res.stdout and "max abs difference" in res.stdout
+    assert "wrote" in res.stdout and "max abs difference" in res.stdout and "ONNX Runtime vs Paddle" in res.stdout
     meta = yaml.safe_load((tmp_path / "inf" / "inference.yml").read_text())
     assert meta["model"] == "edgevit_xxs" and meta["variant"] == {"norm": "gn", "ffn": "conv"}
     assert meta["input_size"] == [3, 32, 32] and meta["channel_order"] == "RGB" and meta["num_classes"] == 10
     assert meta["class_names"] == [str(i) for i in range(10)] and meta["folded_batchnorms"] == 11
-    assert meta["preprocess"] == [{"resize": {"size": 32, "interpolation": "bilinear"}},
+    # the quickstart's eval transform resizes the short side only: a centre crop makes every photo end at 32x32
+    assert meta["preprocess"] == [{"resize": {"size": 32, "interpolation": "bilinear"}}, {"center_crop": {"size": 32}},
                                   {"to_float": {"divisor": 255.0}},
                                   {"normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}}]
+    assert meta["stride"] == 32 and meta["fixed_input_size"] is False
     with pytest.raises(ValueError, match="cannot be reproduced by the predictor"):
         export_from_config(tiny_cfg(tmp_path, "Data.Eval.transforms=[{ColorJitter: {brightness: 0.1}}]"),
                            out_dir=str(tmp_path / "x"))
@@ -116,11 +121,12 @@ def test_sidecar_contents_and_export_tool(tmp_path):
 
 def test_export_a_registry_name_with_random_weights(tmp_path):
     tool = os.path.join(ROOT, "tools", "export.py")
-    res = subprocess.run([sys.executable, tool, "--model", "vitbn_mnist", "--out", str(tmp_path)], capture_output=True,
-                         text=True)
+    res = subprocess.run([sys.executable, tool, "--model", "vitbn_mnist", "--out", str(tmp_path), "--format", "paddle"],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     meta = yaml.safe_load((tmp_path / "inference.yml").read_text())
     assert meta["input_size"] == [1, 28, 28] and meta["folded_batchnorms"] == 14 and meta["num_classes"] == 10
+    assert meta["fixed_input_size"] is True and not (tmp_path / "inference.onnx").exists()
     pred = Predictor(str(tmp_path))
     assert pred.preprocess(np.zeros([40, 30], np.uint8)).shape == (1, 28, 28)
     assert pred.run(np.zeros([2, 1, 28, 28], np.float32)).shape == (2, 10)
@@ -153,7 +159,8 @@ def flowers_export(tmp_path_factory):
 
 def test_predictor_equals_dygraph_through_the_training_eval_transform(flowers_export):
     cfg, model_dir, res = flowers_export
-    assert res["max_abs_diff"] < 1e-4
+    assert all(c["max_abs_diff"] < 1e-4 for c in res["checks"]["paddle"]) and res["checks"]["onnx"] < 1e-4
+    assert [c["size"] for c in res["checks"]["paddle"]] == [[64, 64], [96, 128]]  # dynamic height and width
     ds = build_dataset(cfg["Data"], "Eval")  # the training pipeline's eval transform, on the real shared data
     net = ep.create_model("edgevit_xxs", num_classes=102, drop_path_rate=0.1)
     pred = Predictor(model_dir, PredictorOptions(batch_size=2))
@@ -186,14 +193,15 @@ def test_bad_inputs_are_reported_and_skipped(flowers_export, flowers_images, tmp
     out = res.stdout.strip().splitlines()
     assert len(out) == 4 and all(": class_" in line for line in out), res.stdout
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 2 and "empty file" in errors[0] and "not a readable image" in errors[1]
+    assert len(errors) == 2 and "empty file" in errors[0] and "not a readable image" in errors[1], res.stderr
     (deep,) = [line for line in out if "deep.png" in line]
     (orig,) = [line for line in out if real in line]
     assert deep.split(": ", 1)[1] == orig.split(": ", 1)[1]  # 16-bit is the same picture, same answer
-    # a truncated JPEG decodes partially (OpenCV fills the rest) or fails: either way the run goes on
+    # a truncated JPEG (OpenCV would decode it, filling the rest with grey) is reported, not classified
     res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "infer.py"), "--model-dir", model_dir,
                           str(tmp_path / "truncated.jpg"), real, "--json"], capture_output=True, text=True)
-    assert res.returncode in (0, 1) and len(res.stdout.strip().splitlines()) == 2
+    lines = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    assert res.returncode == 1 and "truncated JPEG" in lines[0]["error"] and "topk" in lines[1]
 
 
 def test_directory_and_glob_inputs(flowers_images):
@@ -220,7 +228,10 @@ def test_model_folder_errors(flowers_export, tmp_path):
     with pytest.raises(PredictorError, match="lists 2 classes but the model has 102 outputs"):
         Predictor(str(broken))
     (broken / "inference.yml").write_text(yaml.safe_dump({**meta, "input_size": [1, 64, 64]}))
-    with pytest.raises(PredictorError, match="does not accept the input size"):
+    with pytest.raises(PredictorError, match="into a 3x64x64 array, not the model's input 1x64x64"):
+        Predictor(str(broken))
+    (broken / "inference.yml").write_text(yaml.safe_dump({**meta, "input_size": [3, 96, 96]}))
+    with pytest.raises(PredictorError, match="into a 3x64x64 array, not the model's input 3x96x96"):
         Predictor(str(broken))
 
 
@@ -238,7 +249,7 @@ def test_device_and_precision_errors(flowers_export):
     import importlib.util
     if importlib.util.find_spec("paddle.tensorrt") is None:
         with pytest.raises(PredictorError, match="TensorRT needs the GPU build"):
-            predictor_mod._tensorrt_model(os.path.join(model_dir, "inference.json"), model_dir,
+            paddle_backend._tensorrt_model(os.path.join(model_dir, "inference.json"), model_dir,
                                           PredictorOptions(device="gpu", use_tensorrt=True), (3, 64, 64))
 
 
@@ -275,7 +286,9 @@ def test_config_switches_for_every_device():
 def test_bf16_stays_close_to_fp32_on_real_images(flowers_export, flowers_images):
     # (random weights give near-flat probabilities, so top-1 agreement is measured on a trained model: see README)
     _, model_dir, _ = flowers_export
-    fp32, bf16 = Predictor(model_dir), Predictor(model_dir, PredictorOptions(precision="bf16"))
+    fp32 = Predictor(model_dir, PredictorOptions(backend="paddle"))
+    bf16 = Predictor(model_dir, PredictorOptions(precision="bf16"))
+    assert bf16.backend_name == "paddle"  # auto: only Paddle's oneDNN runs bfloat16
     x = np.stack([fp32.preprocess(cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB)) for p in flowers_images])
     a, b = fp32.run(x), bf16.run(x)
     assert not np.array_equal(a, b)  # bfloat16 really ran

@@ -8,7 +8,16 @@ from ..errors import BenchmarkError
 from ..model_cfg import ModelCfg
 from ..registry import create_model, list_models
 
-MODES = ("eval", "predictor", "predictor_nofold", "predictor_noonednn", "predictor_bf16", "train")
+#: the exported-model modes: how each is exported (BatchNorms folded or not) and run (backend, precision, oneDNN)
+DEPLOY_MODES = {
+    "predictor": dict(backend="paddle"),
+    "predictor_nofold": dict(backend="paddle", fold=False),
+    "predictor_noonednn": dict(backend="paddle", mkldnn=False),
+    "predictor_bf16": dict(backend="paddle", precision="bf16"),
+    "onnxruntime": dict(backend="onnxruntime"),
+    "onnxruntime_int8": dict(backend="onnxruntime", precision="int8"),
+}
+MODES = ("eval", *DEPLOY_MODES, "train")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Sequence
 
 from ..errors import BenchmarkError
 from . import workers
-from .cases import Case
+from .cases import DEPLOY_MODES, Case
 
 
 def machine_info(threads: int) -> Dict[str, Any]:
@@ -84,7 +84,7 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
     the case, the model's variant (every switch of its family), parameters, GMACs and timings."""
     from ..complexity import count_macs, count_params
     groups = {"dygraph": [c for c in cases if c.mode == "eval"],
-              "predictor": [c for c in cases if c.mode.startswith("predictor")],
+              "predictor": [c for c in cases if c.mode in DEPLOY_MODES],
               "train": [c for c in cases if c.mode == "train" and c.procs == 1]}
     timings: Dict[str, Dict[str, float]] = {}
     for kind, group in groups.items():

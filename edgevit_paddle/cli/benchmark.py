@@ -23,11 +23,12 @@ def main(argv=None):
                    help="EdgeViT norm-ffn pairs, e.g. gn-conv,ln-linear; 'all' for the six; 'default' = preset")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     p.add_argument("--sizes", nargs="+", type=int, help="input sizes (default: each model's default)")
-    p.add_argument("--modes", nargs="+", default=["eval", "predictor", "predictor_nofold", "train"],
+    p.add_argument("--modes", nargs="+", default=["eval", "predictor", "onnxruntime", "train"],
                    choices=MODES,
-                   help="predictor = exported, BatchNorms folded, oneDNN; predictor_nofold: not folded; "
-                        "predictor_noonednn: folded, oneDNN off; predictor_bf16: folded, oneDNN bfloat16 (CPUs "
-                        "with AVX512-BF16/AMX; check agreement with --precision-check)")
+                   help="predictor = exported, BatchNorms folded, Paddle Inference with oneDNN; predictor_nofold: not "
+                        "folded; predictor_noonednn: oneDNN off; predictor_bf16: oneDNN bfloat16 (CPUs with "
+                        "AVX512-BF16/AMX); onnxruntime: the same export through ONNX Runtime; onnxruntime_int8: "
+                        "post-training INT8 (check agreement with --precision-check)")
     p.add_argument("--train-batch", type=int, help="batch size for train mode (default: the largest batch size)")
     p.add_argument("--train-procs", nargs="+", type=int, default=[1],
                    help="train mode also data parallel over N CPU processes (e.g. 1 2): the batch is the global "
@@ -40,7 +41,7 @@ def main(argv=None):
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot eval accuracy vs epoch of training runs")
     p.add_argument("--precision-check", nargs="+", metavar=("MODEL_DIR", "IMAGES"),
                    help="top-1 agreement of a reduced precision (--precision) with fp32 on real images")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp16"], help="for --precision-check")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "int8"], help="for --precision-check")
     p.add_argument("--out", default="output/benchmark", help="folder for results.csv, results.md and plots")
     args = p.parse_args(argv)
 

@@ -1,9 +1,10 @@
-"""Export a trained model to Paddle Inference (inference.json + .pdiparams + inference.yml), BatchNorms folded.
+"""Export a trained model for deployment: Paddle Inference (inference.json + .pdiparams), ONNX (inference.onnx),
+optionally INT8 (inference_int8.onnx), and inference.yml; BatchNorms folded; every file checked.
 
     python tools/export.py -c output/quickstart/config.yaml --weights output/quickstart/checkpoints/best
+    python tools/export.py -c output/run/config.yaml --weights output/run/checkpoints/best --int8 --calib-images 128
     python tools/export.py -c configs/edgevit/edgevit_xxs_flowers102.yaml --out /tmp/xxs   # random weights
     python tools/export.py --model edgevit_xxs --norm bn --out /tmp/xxs_bn                  # registry name, random
-    FLAGS_enable_pir_api=0 python tools/export.py ...      # a legacy .pdmodel (e.g. for Paddle-Lite)
 """
 import argparse
 import os
@@ -12,6 +13,8 @@ from . import UserError, run
 
 
 def main(argv=None):
+    from edgevit_paddle.export import FORMATS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", help="the run's config.yaml (or any config)")
     p.add_argument("--model", help="instead of -c: a registered model name, exported with random weights")
@@ -20,6 +23,11 @@ def main(argv=None):
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--weights", help="checkpoint prefix or .pdparams (default: random weights, for benchmarks)")
     p.add_argument("--out", help="output folder (default: Export.output_dir, else <run>/inference)")
+    p.add_argument("--format", default="all", choices=FORMATS,
+                   help="paddle: Paddle Inference only; onnx or all: also inference.onnx (default all)")
+    p.add_argument("--int8", action="store_true", help="also inference_int8.onnx: post-training static INT8 for "
+                                                       "ONNX Runtime on CPU, calibrated on training images")
+    p.add_argument("--calib-images", type=int, default=64, help="training images for the INT8 calibration")
     p.add_argument("--no-fold", action="store_true", help="keep BatchNorms as they are")
     args = p.parse_args(argv)
 
@@ -27,20 +35,27 @@ def main(argv=None):
     from edgevit_paddle.export import export_from_config, export_registered
 
     if args.model:
-        if args.config or args.weights:
-            raise UserError("--model exports random weights: give either --model or -c/--weights")
-        files = export_registered(args.model, args.out or os.path.join("output", f"{args.model}_inference"),
-                                  fold=not args.no_fold, norm=args.norm, ffn=args.ffn)
-        for path in files.values():
-            print(f"wrote {path}")
-        return 0
-    if not args.config:
+        if args.config or args.weights or args.int8:
+            raise UserError("--model exports random weights: give either --model or -c/--weights (and --int8)")
+        res = export_registered(args.model, args.out or os.path.join("output", f"{args.model}_inference"),
+                                fold=not args.no_fold, formats=args.format, norm=args.norm, ffn=args.ffn)
+    elif args.config:
+        res = export_from_config(load_config(args.config, args.override), args.weights, args.out,
+                                 fold=False if args.no_fold else None, formats=args.format, int8=args.int8,
+                                 calib_images=args.calib_images)
+    else:
         raise UserError("give -c CONFIG (with --weights for a trained model) or --model NAME")
-    res = export_from_config(load_config(args.config, args.override), args.weights, args.out,
-                             fold=False if args.no_fold else None)
-    for kind, path in res["files"].items():
+    for path in res["files"].values():
         print(f"wrote {path}")
-    print(f"checked: predictor vs dygraph on a batch of 2, max abs difference {res['max_abs_diff']:.2e}")
+    checks = res["checks"]
+    for c in checks.get("paddle", []):
+        print(f"checked: Paddle predictor vs dygraph at {c['size'][0]}x{c['size'][1]}, max abs difference "
+              f"{c['max_abs_diff']:.2e}")
+    if "onnx" in checks:
+        print(f"checked: ONNX Runtime vs Paddle predictor, max abs difference {checks['onnx']:.2e}")
+    if "int8_top1_agreement" in checks:
+        print(f"checked: INT8 vs fp32 top-1 agreement on the check batch {100 * checks['int8_top1_agreement']:.1f}% "
+              "(measure it on a test set with edgevit-benchmark --precision-check)")
     return 0
 
 

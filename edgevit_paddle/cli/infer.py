@@ -1,10 +1,12 @@
-"""Classify images with an exported model through Paddle Inference (CPU with oneDNN, GPU, GPU + TensorRT).
+"""Classify images with an exported model through ONNX Runtime or Paddle Inference (CPU with oneDNN, GPU, TensorRT).
 
     python tools/infer.py --model-dir output/quickstart/inference img.png more/ "photos/**/*.jpg"
-    python tools/infer.py --model-dir DIR --precision bf16 --batch-size 8 --json images/
+    python tools/infer.py --model-dir DIR --precision int8 --batch-size 8 --json images/      (exported with --int8)
+    python tools/infer.py --model-dir DIR --backend paddle --precision bf16 images/           (AVX512-BF16 CPUs)
     python tools/infer.py --model-dir DIR --device gpu --use-tensorrt --precision fp16 images/   (GPU build only)
 
-Unreadable files are reported on their own line and skipped; the exit code is 1 when any input failed.
+Unreadable, empty or truncated files, and images the model fails on, are reported on their own line and skipped; the
+exit code is 1 when any input failed.
 """
 import argparse
 import json
@@ -14,15 +16,21 @@ from . import UserError, run
 
 
 def main(argv=None):
+    from edgevit_paddle.inference import BACKENDS, PRECISIONS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
     p.add_argument("--model-dir", required=True, help="folder written by tools/export.py")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="paddle (Paddle Inference), onnxruntime, or auto: the fastest installed for the device and "
+                        "precision (CPU: ONNX Runtime when the model folder has inference.onnx)")
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--gpu-mem", type=int, default=500, help="initial GPU memory pool in MB")
     p.add_argument("--use-tensorrt", action="store_true", help="TensorRT engine (GPU build with TensorRT only)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
-                   help="fp16 on GPU; bf16 on CPUs with AVX512-BF16 through oneDNN")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp16 on GPU; bf16 on CPUs with AVX512-BF16 (Paddle's oneDNN); int8 on CPU (ONNX Runtime, "
+                        "a model exported with --int8)")
     p.add_argument("--trt-batch", default="1,1,8", help="TensorRT min,opt,max batch sizes (default 1,1,8)")
     p.add_argument("--cpu-threads", type=int, default=2)
     p.add_argument("--mkldnn", dest="mkldnn", action="store_true", default=True, help="oneDNN on CPU (default)")
@@ -45,7 +53,7 @@ def main(argv=None):
     paths = expand_inputs(args.inputs)
     if not paths:
         raise UserError(f"no images found in {' '.join(args.inputs)}")
-    opts = PredictorOptions(device=args.device, gpu_id=args.gpu_id, gpu_mem=args.gpu_mem,
+    opts = PredictorOptions(device=args.device, backend=args.backend, gpu_id=args.gpu_id, gpu_mem=args.gpu_mem,
                             use_tensorrt=args.use_tensorrt, precision=args.precision, cpu_threads=args.cpu_threads,
                             mkldnn=args.mkldnn, batch_size=args.batch_size, trt_shapes=trt, verbose=args.verbose)
     predictor = Predictor(args.model_dir, opts)

@@ -35,11 +35,26 @@ class LayerNorm2d(nn.LayerNorm):
         return x.transpose([0, 3, 1, 2])
 
 
+def group_norm_for_export(x, groups: int, epsilon: float, weight, bias):
+    """GroupNorm of [N, C, ...] as instance_norm over [N, groups, rest] plus the per-channel affine: the same numbers
+    as Paddle's group_norm, in ops that convert to ONNX correctly. paddle2onnx 2.1 turns a PIR group_norm into an
+    InstanceNormalization whose epsilon it reads from uninitialised memory (seen: -1.7e26, NaN outputs; found by the
+    export check)."""
+    y = F.instance_norm(x.reshape([0, groups, -1]), eps=epsilon).reshape(paddle.shape(x))
+    shape = [-1] + [1] * (len(x.shape) - 2)
+    return y * weight.reshape(shape) + bias.reshape(shape)
+
+
 class GroupNorm2d(nn.GroupNorm):
     """GroupNorm over an NCHW map, built from the channel count first like every other norm here."""
 
     def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NCHW")
+
+    def forward(self, x):
+        if paddle.in_dynamic_mode():
+            return super().forward(x)
+        return group_norm_for_export(x, self._num_groups, self._epsilon, self.weight, self.bias)
 
     count_macs = count_norm_macs
 
@@ -51,6 +66,12 @@ class GroupNormTokens(nn.GroupNorm):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NLC")
 
     count_macs = count_norm_macs
+
+    def forward(self, x):
+        if paddle.in_dynamic_mode():
+            return super().forward(x)
+        y = group_norm_for_export(x.transpose([0, 2, 1]), self._num_groups, self._epsilon, self.weight, self.bias)
+        return y.transpose([0, 2, 1])
 
 
 class BatchNormTokens(nn.BatchNorm1D):

@@ -103,6 +103,8 @@ class VisionTransformer(Classifier):
     """
 
     family = "vit"
+    # the position embedding is learnt for one grid: other sizes interpolate it in dygraph, exports keep the size
+    cfg_defaults = {"fixed_input_size": True}
     # the study's variants are registered models of their own (vit_*, vitbnffn_*, vitbn_*), not switches
     switches = {}
     #: a BatchNorm final norm folds into the head (class-token selection and averaging commute with it)

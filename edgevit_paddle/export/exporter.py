@@ -1,0 +1,195 @@
+"""Export a model for deployment and prove the export: Paddle Inference files, ONNX, INT8, each checked.
+
+``export_model`` writes the Paddle files (``paddle_inference.py``), then for a model with a dynamic input size checks
+the predictor against dygraph at the exported size and at a second one, refuses non-finite outputs, converts to ONNX
+and checks ONNX Runtime against the Paddle predictor, and optionally quantises to INT8 with calibration batches.
+``export_from_config`` does it for a training run (real eval images for the checks, training images for the
+calibration); ``export_registered`` for a registry name with random weights.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from ..builder import build_model_from_config
+from ..data import build_dataset, class_names, eval_transforms
+from ..errors import ExportError
+from ..registry import create_model
+from . import preprocess
+from .onnx import quantize_int8, to_onnx
+from .paddle_inference import save_paddle
+
+FORMATS = ("paddle", "onnx", "all")
+#: the largest difference an export may show against the model it came from (relative to the logits' scale)
+TOLERANCE = 1e-4
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max())
+
+
+def _within(diff: float, ref: np.ndarray) -> bool:
+    return diff <= TOLERANCE * max(1.0, float(np.abs(ref).max()))
+
+
+def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Dict[str, Any], fold: bool = True,
+                 formats: str = "all", check: bool = True, sample: Optional[np.ndarray] = None,
+                 calibration: Optional[Sequence[np.ndarray]] = None) -> Dict[str, Any]:
+    """Export ``net`` into ``out_dir`` and check every file written against it.
+
+    Args:
+        net: the dygraph model with its weights.
+        out_dir: the model folder.
+        input_size: (C, H, W) the predictor's preprocessing ends at.
+        meta: ``inference.yml`` fields (preprocess, class_names, weights...); the preprocessing is completed so that
+            every image ends at ``input_size`` (``preprocess.fit_to_size``).
+        fold: fold BatchNorms (exact).
+        formats: ``paddle``, ``onnx`` (needs the Paddle files, so writes both) or ``all``.
+        check: compare the exports with dygraph (``sample``, or a seeded random batch).
+        sample: a batch [N, C, H, W] at ``input_size`` for the checks (real images are best).
+        calibration: batches for INT8 calibration; when given, ``inference_int8.onnx`` is written.
+    Returns:
+        ``files`` written and ``checks``: the maximum absolute differences measured.
+    """
+    if formats not in FORMATS:
+        raise ExportError(f"unknown format '{formats}': use {', '.join(FORMATS)}")
+    net.eval()
+    c, h, w = (int(v) for v in input_size)
+    cfg = net.default_cfg
+    meta = {**meta, "preprocess": preprocess.fit_to_size(list(meta.get("preprocess") or []), h, cfg.crop_pct)}
+    files: Dict[str, str] = save_paddle(net, out_dir, input_size, meta, fold=fold)
+    checks: Dict[str, Any] = {}
+    x = sample if sample is not None else np.random.RandomState(0).standard_normal([2, c, h, w]).astype(np.float32)
+    if check:
+        with paddle.no_grad():
+            ref = net(paddle.to_tensor(x)).numpy()
+        if not np.isfinite(ref).all():
+            raise ExportError("the model's outputs are not finite (NaN or inf) on the check batch: its weights are "
+                              "damaged; export from a good checkpoint")
+        checks["paddle"] = _check_paddle(net, out_dir, x, ref, cfg)
+    if formats in ("onnx", "all") or calibration is not None:
+        files["onnx"] = to_onnx(out_dir)
+        if check:
+            checks["onnx"] = _check_onnx(out_dir, x)
+    if calibration is not None:
+        files["int8"] = quantize_int8(out_dir, calibration)
+        if check:
+            checks["int8_top1_agreement"] = _int8_agreement(out_dir, x)
+    return {"files": files, "out_dir": out_dir, "checks": checks}
+
+
+def _predictor(out_dir: str, backend: str, precision: str = "fp32"):
+    from ..inference import Predictor, PredictorOptions
+    return Predictor(out_dir, PredictorOptions(cpu_threads=2, backend=backend, precision=precision))
+
+
+def _check_paddle(net: nn.Layer, out_dir: str, x: np.ndarray, ref: np.ndarray, cfg) -> List[Dict[str, Any]]:
+    """The Paddle predictor against dygraph at the exported size and, for a dynamic size, at a second, non-square
+    one (a multiple of the stride)."""
+    pred = _predictor(out_dir, "paddle")
+    results = []
+    sizes = [x.shape[2]]
+    if not cfg.fixed_input_size:
+        second = cfg.small_size(2 * cfg.stride)
+        sizes.append(second if second != x.shape[2] else second + cfg.stride)
+    for size in sizes:
+        xs = x if size == x.shape[2] else np.random.RandomState(1).standard_normal(
+            [2, x.shape[1], size, size + cfg.stride]).astype(np.float32)
+        want = ref if xs is x else net(paddle.to_tensor(xs)).numpy()
+        got = pred.run(xs)
+        diff = _diff(got, want)
+        results.append({"size": list(xs.shape[2:]), "max_abs_diff": diff})
+        if not _within(diff, want):
+            raise RuntimeError(f"the exported model differs from the dygraph model by {diff:.3g} at "
+                               f"{xs.shape[2]}x{xs.shape[3]}: please report this")
+    return results
+
+
+def _check_onnx(out_dir: str, x: np.ndarray) -> float:
+    """ONNX Runtime against the Paddle predictor on the same batch."""
+    want = _predictor(out_dir, "paddle").run(x)
+    diff = _diff(_predictor(out_dir, "onnxruntime").run(x), want)
+    if not _within(diff, want):
+        raise RuntimeError(f"the ONNX model differs from the Paddle model by {diff:.3g}: please report this")
+    return diff
+
+
+def _int8_agreement(out_dir: str, x: np.ndarray) -> float:
+    a = _predictor(out_dir, "onnxruntime").run(x).argmax(1)
+    b = _predictor(out_dir, "onnxruntime", "int8").run(x).argmax(1)
+    return float((a == b).mean())
+
+
+def read_labels(path: Optional[str]) -> List[str]:
+    if not path or not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def _eval_batches(cfg: Dict[str, Any], split: str, n: int, batch: int = 8) -> List[np.ndarray]:
+    """``n`` images of a split through the eval transform (what the predictor computes), seeded, in batches."""
+    data = dict(cfg["Data"], **{split: dict(cfg["Data"][split], transforms=eval_transforms(cfg["Data"]))})
+    ds = build_dataset(data, split)
+    idx = np.random.RandomState(0).permutation(len(ds))[:n]
+    images = [ds[int(i)][0] for i in idx]
+    return [np.stack(images[i:i + batch]) for i in range(0, len(images), batch)]
+
+
+def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_dir: Optional[str] = None,
+                       fold: Optional[bool] = None, check: bool = True, formats: str = "all", int8: bool = False,
+                       calib_images: int = 64) -> Dict[str, Any]:
+    """Export the model of ``cfg`` (with ``weights``, or random weights when None) and check it.
+
+    The model is built as training built it (``build_model_from_config``): weights of another model or variant are
+    refused. The output folder is ``--out``, else ``Export.output_dir``, else ``<run>/inference`` beside the
+    checkpoints. Class names come from ``Infer.label_file`` or the run's ``labels.txt``. The checks run on eight
+    eval images; INT8 calibrates on ``calib_images`` training images through the eval transform.
+    """
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(weights))) if weights else None
+    labels = read_labels(cfg["Infer"]["label_file"]) or read_labels(run_dir and os.path.join(run_dir, "labels.txt"))
+    if weights:
+        net = build_model_from_config(cfg, weights=weights)
+    else:
+        labels = labels or class_names(cfg["Data"])
+        net = build_model_from_config(cfg, num_classes=len(labels))
+    if labels and len(labels) != net.num_classes:
+        raise ExportError(f"{len(labels)} class names for a model with {net.num_classes} classes: fix "
+                          "Infer.label_file")
+    if int8 and calib_images < 1:
+        raise ExportError(f"--calib-images must be >= 1, got {calib_images}")
+    name = cfg["Model"]["name"]
+    size = cfg["Export"]["image_size"] or cfg["Data"]["image_size"]
+    why = net.default_cfg.check_size(size, size)
+    if why:
+        raise ExportError(f"export size {size} does not fit {name}: {why}; set Export.image_size")
+    input_size = (cfg["Data"]["channels"], size, size)
+    out_dir = out_dir or cfg["Export"]["output_dir"] or (os.path.join(run_dir, "inference") if run_dir else
+                                                         os.path.join(cfg["Global"]["output_dir"], f"{name}_inference"))
+    fold = cfg["Export"]["fold_bn"] if fold is None else fold
+    meta = {"class_names": labels or [str(i) for i in range(net.num_classes)],
+            "preprocess": preprocess.from_transforms(eval_transforms(cfg["Data"])),
+            "weights": os.path.abspath(weights) if weights else "random (no --weights)"}
+    sample = calibration = None
+    if check and size == cfg["Data"]["image_size"]:
+        sample = np.concatenate(_eval_batches(cfg, "Eval", 8))
+    if int8:
+        calibration = _eval_batches(cfg, "Train", calib_images)
+    return export_model(net, out_dir, input_size, meta, fold=fold, formats=formats, check=check, sample=sample,
+                        calibration=calibration)
+
+
+def export_registered(name: str, out_dir: str, fold: bool = True, image_size: Optional[int] = None,
+                      formats: str = "all", **model_kwargs: Any) -> Dict[str, Any]:
+    """Export a registered model with random weights at its default input size (for benchmarks and smoke tests),
+    with the model's own eval preprocessing (``default_cfg``)."""
+    net = create_model(name, **model_kwargs)
+    cfg = net.default_cfg
+    size = image_size or cfg.input_size[1]
+    meta = {"class_names": [str(i) for i in range(net.num_classes)], "preprocess": preprocess.from_cfg(cfg, size),
+            "weights": "random (registry name)"}
+    return export_model(net, out_dir, (cfg.in_chans, size, size), meta, fold=fold, formats=formats)

@@ -1,0 +1,87 @@
+"""Paddle Inference model -> ONNX (``inference.onnx``, paddle2onnx) and post-training static INT8 quantisation
+(``inference_int8.onnx``, ONNX Runtime's quantiser), beside the Paddle files in one model folder.
+
+paddle2onnx runs with its optimiser off (``optimize_tool="None"``): its default, polygraphy, would try to install
+packages at run time; ONNX Runtime optimises the graph itself when it loads it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Iterable, Optional
+
+import numpy as np
+
+from ..errors import ExportError
+from ..inference.onnx_backend import ONNX_FILES
+from ..native_output import native_output_redirected
+
+#: ONNX opset: 17 has LayerNormalization, which ONNX Runtime runs as one fused kernel
+OPSET = 17
+
+
+def to_onnx(model_dir: str, opset: int = OPSET) -> str:
+    """Convert ``model_dir/inference.json`` + ``.pdiparams`` to ``model_dir/inference.onnx`` (dynamic batch, and
+    dynamic height and width where the Paddle model has them). Returns the path."""
+    try:
+        import paddle2onnx
+    except ImportError:
+        raise ExportError("ONNX export needs paddle2onnx (a dependency of this package): reinstall the package, "
+                          "or export with --format paddle") from None
+    os.environ.setdefault("POLYGRAPHY_AUTOINSTALL_DEPS", "0")  # nothing may install packages at run time
+    prefix = os.path.join(model_dir, "inference")
+    out = os.path.join(model_dir, ONNX_FILES["fp32"])
+    with tempfile.TemporaryFile(mode="w+") as log, native_output_redirected(to=log):
+        try:
+            paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", out, opset_version=opset,
+                               enable_onnx_checker=True, optimize_tool="None", verbose=False)
+            failed = None
+        except Exception as e:  # paddle2onnx logs a conversion error, then fails on its own missing result
+            failed = e
+        if failed is not None or not os.path.isfile(out):
+            log.seek(0)
+            raise RuntimeError(f"paddle2onnx could not convert {prefix}.json ({failed!r}): {log.read()[-1500:]}")
+    return out
+
+
+class _Batches:
+    """ONNX Runtime's ``CalibrationDataReader`` protocol over an iterable of preprocessed float32 batches."""
+
+    def __init__(self, batches: Iterable[np.ndarray], input_name: str):
+        self.it = iter(batches)
+        self.input_name = input_name
+
+    def get_next(self) -> Optional[dict]:
+        batch = next(self.it, None)
+        return None if batch is None else {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+
+
+def quantize_int8(model_dir: str, calibration: Iterable[np.ndarray]) -> str:
+    """Post-training static quantisation of ``model_dir/inference.onnx`` into ``inference_int8.onnx``: QDQ format,
+    int8 weights per output channel, uint8 activations with ranges from ``calibration`` (batches preprocessed as the
+    predictor does, e.g. training images through the eval transform). Returns the path."""
+    try:
+        import onnx
+        import onnxruntime
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise ExportError(f"INT8 export needs onnxruntime with its quantiser ({e}): reinstall the package") from None
+    src = os.path.join(model_dir, ONNX_FILES["fp32"])
+    out = os.path.join(model_dir, ONNX_FILES["int8"])
+    onnxruntime.set_default_logger_severity(3)  # calibration sessions would log every unused initializer
+    input_name = onnx.load(src, load_external_data=False).graph.input[0].name
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # the quantiser logs a line per rescaled weight at INFO
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = os.path.join(tmp, "prepared.onnx")
+        quant_pre_process(src, prepared, skip_symbolic_shape=True)
+        try:
+            quantize_static(prepared, out, _Batches(calibration, input_name), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            root.setLevel(level)
+    return out
