@@ -1,0 +1,199 @@
+"""Deployment as a user meets it: a trained quickstart model exported (Paddle + ONNX + INT8) and run through both
+backends on real, non-square photos and broken files; dynamic input sizes; NaN weights; damaged model files."""
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import paddle
+import pytest
+import yaml
+from conftest import DATA, ROOT
+
+import edgevit_paddle as ep
+from edgevit_paddle.config import load_config
+from edgevit_paddle.engine import train
+from edgevit_paddle.errors import ExportError, PredictorError
+from edgevit_paddle.export import export_model
+from edgevit_paddle.image import read_image
+from edgevit_paddle.inference import Predictor, PredictorOptions
+
+INFER = os.path.join(ROOT, "tools", "infer.py")
+EXPORT = os.path.join(ROOT, "tools", "export.py")
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    """The quickstart config, trained briefly (its own transforms: Resize(32) on the short side only)."""
+    out = tmp_path_factory.mktemp("quick")
+    paddle.seed(0)
+    train(load_config(os.path.join(ROOT, "configs", "quickstart.yaml"),
+                      [f"Global.output_dir={out}", "Global.epochs=2", "Global.verbose=0", "Data.Train.max_samples=256",
+                       "Data.Eval.max_samples=64", "Data.Train.batch_size=32"]))
+    return out / "quickstart"
+
+
+@pytest.fixture(scope="module")
+def quickstart_export(quickstart_run):
+    res = subprocess.run([sys.executable, EXPORT, "-c", str(quickstart_run / "config.yaml"), "--weights",
+                          str(quickstart_run / "checkpoints" / "best"), "--int8", "--calib-images", "32"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return quickstart_run / "inference", res.stdout
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Four real Flowers-102 JPEGs (not square), a broken file and a truncated JPEG."""
+    out = tmp_path_factory.mktemp("photos")
+    with tarfile.open(os.path.join(DATA, "flowers102", "102flowers.tgz")) as tar:
+        for i in (1, 2, 3, 4000):
+            member = tar.getmember(f"jpg/image_{i:05d}.jpg")
+            member.name = os.path.basename(member.name)
+            tar.extract(member, out)
+    data = (out / "image_00002.jpg").read_bytes()
+    (out / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (out / "broken.jpg").write_bytes(b"\x00not an image at all")
+    return out
+
+
+def test_export_writes_and_checks_every_format(quickstart_export):
+    model_dir, stdout = quickstart_export
+    for f in ("inference.json", "inference.pdiparams", "inference.yml", "inference.onnx", "inference_int8.onnx"):
+        assert (model_dir / f).stat().st_size > 0, f
+    assert stdout.count("checked: Paddle predictor vs dygraph") == 2  # the exported size and a second one
+    assert "ONNX Runtime vs Paddle predictor" in stdout and "INT8 vs fp32 top-1 agreement" in stdout
+    meta = yaml.safe_load((model_dir / "inference.yml").read_text())
+    # the eval transform resizes the short side; the export adds the crop that makes every photo 32x32
+    assert meta["preprocess"][:2] == [{"resize": {"size": 32, "interpolation": "bilinear"}},
+                                      {"center_crop": {"size": 32}}]
+
+
+@pytest.mark.parametrize("backend", ["paddle", "onnxruntime"])
+def test_photos_through_both_backends(quickstart_export, photos, backend):
+    model_dir, _ = quickstart_export
+    res = subprocess.run([sys.executable, INFER, "--model-dir", str(model_dir), "--backend", backend, "--json",
+                          "--batch-size", "4", str(photos)], capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr[-2000:]
+    results = {os.path.basename(r["path"]): r for r in map(json.loads, res.stdout.strip().splitlines())}
+    assert sorted(results) == ["broken.jpg", "image_00001.jpg", "image_00002.jpg", "image_00003.jpg",
+                               "image_04000.jpg", "truncated.jpg"]
+    classified = [r for r in results.values() if "topk" in r]
+    assert len(classified) == 4 and all(len(r["topk"]) == 5 for r in classified)
+    assert "truncated JPEG" in results["truncated.jpg"]["error"]
+    assert "not a readable image" in results["broken.jpg"]["error"]
+    assert "Traceback" not in res.stderr
+
+
+def test_backends_agree_and_auto_picks_onnxruntime(quickstart_export, photos):
+    model_dir, _ = quickstart_export
+    paths = sorted(str(p) for p in photos.glob("image_*.jpg"))
+    paddle_pred = Predictor(str(model_dir), PredictorOptions(backend="paddle", batch_size=4))
+    auto = Predictor(str(model_dir), PredictorOptions(batch_size=4))
+    assert auto.backend_name == "onnxruntime"
+    x = np.stack([paddle_pred.preprocess(read_image(p)) for p in paths])
+    assert x.shape == (4, 3, 32, 32)
+    np.testing.assert_allclose(auto.run(x), paddle_pred.run(x), atol=1e-4)
+    int8 = Predictor(str(model_dir), PredictorOptions(precision="int8"))
+    assert int8.backend_name == "onnxruntime"
+    # INT8 agrees with fp32 on most real digits (loose: a two-epoch model on 32 calibration images)
+    from edgevit_paddle.export.exporter import _eval_batches
+    digits = np.concatenate(_eval_batches(load_config(str(model_dir.parent / "config.yaml")), "Eval", 64))
+    agree = (int8.run(digits).argmax(1) == auto.run(digits).argmax(1)).mean()
+    assert agree >= 0.7, agree
+
+
+def test_dynamic_size_and_the_size_rule(tmp_path):
+    net = ep.create_model("edgevit_xxs", num_classes=4)
+    net.eval()
+    res = export_model(net, str(tmp_path), (3, 64, 64), {}, formats="all")
+    assert [c["size"] for c in res["checks"]["paddle"]] == [[64, 64], [96, 128]]
+    x = np.random.RandomState(0).randn(2, 3, 96, 160).astype("float32")
+    want = net(paddle.to_tensor(x)).numpy()
+    for backend in ("paddle", "onnxruntime"):
+        pred = Predictor(str(tmp_path), PredictorOptions(backend=backend))
+        np.testing.assert_allclose(pred.run(x), want, atol=1e-4)
+        np.testing.assert_allclose(pred.run(x.astype("float64")), want, atol=1e-4)  # cast, not an error
+        with pytest.raises(PredictorError, match="a 100x100 input does not fit: height and width must be multiples "
+                                                 "of 32"):
+            pred.run(np.zeros([1, 3, 100, 100], np.float32))
+        with pytest.raises(PredictorError, match=r"takes a batch \[N, 3, H, W\], got shape \[3, 64, 64\]"):
+            pred.run(np.zeros([3, 64, 64], np.float32))
+    vit = ep.create_model("vit_mnist")
+    export_model(vit, str(tmp_path / "vit"), (1, 28, 28), {}, formats="paddle")
+    with pytest.raises(PredictorError, match="exported for 28x28 inputs only"):
+        Predictor(str(tmp_path / "vit")).run(np.zeros([1, 1, 56, 56], np.float32))
+
+
+def test_nan_weights_are_refused_at_export(tmp_path):
+    net = ep.create_model("edgevit_xxs", num_classes=3)
+    net.head.weight.set_value(np.full(net.head.weight.shape, np.nan, np.float32))
+    with pytest.raises(ExportError, match="outputs are not finite .* export from a good checkpoint"):
+        export_model(net, str(tmp_path), (3, 64, 64), {})
+
+
+def test_a_failing_batch_is_retried_one_by_one_and_nonfinite_scores_reported(quickstart_export, photos, monkeypatch):
+    model_dir, _ = quickstart_export
+    pred = Predictor(str(model_dir), PredictorOptions(backend="paddle", batch_size=4))
+    real = pred.backend.run
+    calls = []
+
+    def flaky(batch):
+        calls.append(len(batch))
+        if len(batch) > 1:
+            raise RuntimeError("one bad input takes the batch down")
+        out = real(batch)
+        return out * np.nan if batch.mean() == pred_means["image_00003.jpg"] else out
+
+    paths = sorted(str(p) for p in photos.glob("image_*.jpg"))
+    pred_means = {os.path.basename(p): float(pred.preprocess(read_image(p)).mean()) for p in paths}
+    monkeypatch.setattr(pred.backend, "run", flaky)
+    results = list(pred.predict_paths(paths))
+    assert calls[0] == 4 and calls[1:] == [1, 1, 1, 1]
+    errors = {os.path.basename(r["path"]): r["error"] for r in results if "error" in r}
+    assert list(errors) == ["image_00003.jpg"] and "non-finite scores" in errors["image_00003.jpg"]
+    assert sum("topk" in r for r in results) == 3
+
+
+def test_damaged_model_files_are_one_line_errors(quickstart_export, tmp_path):
+    model_dir, _ = quickstart_export
+
+    def copy(name, damage):
+        d = tmp_path / name
+        d.mkdir()
+        for f in os.listdir(model_dir):
+            (d / f).write_bytes((model_dir / f).read_bytes())
+        damage(d)
+        return str(d)
+
+    cases = [
+        (copy("yml", lambda d: (d / "inference.yml").write_text("input_size: [3, 32\n  - what")), "auto",
+         "inference.yml' is not valid YAML"),
+        (copy("yml2", lambda d: (d / "inference.yml").write_text("just a string")), "auto", "is not an inference.yml"),
+        (copy("params", lambda d: (d / "inference.pdiparams").write_bytes(
+            (d / "inference.pdiparams").read_bytes()[:1000])), "paddle", "cannot load the model in .* re-export"),
+        (copy("onnx", lambda d: (d / "inference.onnx").write_bytes((d / "inference.onnx").read_bytes()[:1000])),
+         "onnxruntime", "cannot load '.*inference.onnx' .* re-export"),
+        (copy("noonnx", lambda d: (d / "inference.onnx").unlink()), "onnxruntime",
+         "inference.onnx' is missing: export it with tools/export.py --format onnx"),
+    ]
+    for folder, backend, match in cases:
+        with pytest.raises(PredictorError, match=match) as info:
+            Predictor(folder, PredictorOptions(backend=backend))
+        assert "\n" not in str(info.value)
+        res = subprocess.run([sys.executable, INFER, "--model-dir", folder, "--backend", backend, "x.jpg"],
+                             capture_output=True, text=True)
+        assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr, \
+            res.stderr[-2000:]
+    # without its ONNX file, auto falls back to Paddle Inference
+    assert Predictor(cases[-1][0]).backend_name == "paddle"
+
+
+def test_legacy_format_is_refused_with_the_reason(tmp_path):
+    res = subprocess.run([sys.executable, EXPORT, "--model", "edgevit_xxs", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env=dict(os.environ, FLAGS_enable_pir_api="0"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: FLAGS_enable_pir_api=0") and "export ONNX" in line
