@@ -17,16 +17,19 @@ from .cases import DEPLOY_MODES, Case
 
 def machine_info(threads: int) -> Dict[str, Any]:
     import paddle
-    cpu = platform.processor() or "unknown"
+    cpu, flags = platform.processor() or "unknown", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "paddle": paddle.__version__,
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
+    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "threads": threads, "paddle": paddle.__version__,
             "python": platform.python_version(), "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
             "date": time.strftime("%Y-%m-%d %H:%M")}
 
@@ -83,8 +86,11 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
     """Measure every case (dygraph, then predictor, then training, each kind in its own process) and return rows:
     the case, the model's variant (every switch of its family), parameters, GMACs and timings."""
     from ..complexity import count_macs, count_params
+    # ONNX Runtime apart from Paddle Inference: oneDNN's OpenMP threads spin on after a run and slowed ONNX Runtime
+    # in the same process (p90 up to 1.8x its median here)
     groups = {"dygraph": [c for c in cases if c.mode == "eval"],
-              "predictor": [c for c in cases if c.mode in DEPLOY_MODES],
+              "predictor": [c for c in cases if DEPLOY_MODES.get(c.mode, {}).get("backend") == "paddle"],
+              "onnxruntime": [c for c in cases if DEPLOY_MODES.get(c.mode, {}).get("backend") == "onnxruntime"],
               "train": [c for c in cases if c.mode == "train" and c.procs == 1]}
     timings: Dict[str, Dict[str, float]] = {}
     for kind, group in groups.items():

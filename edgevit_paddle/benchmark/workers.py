@@ -102,7 +102,7 @@ def time_cases(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads
     """Time ``cases`` (all dygraph or all predictor) interleaved round-robin in this process."""
     from tqdm import tqdm
     with tempfile.TemporaryDirectory() as tmp:
-        runners = _dygraph_runners(cases) if kind == "dygraph" else _predictor_runners(cases, threads, tmp)
+        runners = _dygraph_runners(cases) if kind == "dygraph" else _predictor_runners(cases, threads, tmp)  # or ORT
         for run in runners.values():
             for _ in range(warmup):
                 run()
