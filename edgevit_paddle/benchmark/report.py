@@ -50,7 +50,8 @@ def write_results(rows: List[Dict[str, Any]], out_dir: str, machine: Dict[str, A
 
 
 def markdown_table(rows: List[Dict[str, Any]], machine: Dict[str, Any]) -> str:
-    head = (f"Machine: {machine['cpu']} ({', '.join(machine.get('isa', [])) or 'no AVX2'}), {machine['cores']} cores, {machine['threads']} thread(s), Paddle "
+    isa = ", ".join(machine.get("isa", [])) or "no AVX2"
+    head = (f"Machine: {machine['cpu']} ({isa}), {machine['cores']} cores, {machine['threads']} thread(s), Paddle "
             f"{machine['paddle']}, {machine['date']}. Median of {rows[0]['runs'] if rows else 0} runs after warm-up "
             "(p10-p90 in brackets), cases interleaved.\n\n")
     extra = "speedup" in (rows[0] if rows else {})
