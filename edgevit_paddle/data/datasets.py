@@ -18,7 +18,9 @@ says which files to put where. Every dataset yields ``(image float32 CHW, label 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import tarfile
 import tempfile
@@ -52,23 +54,57 @@ class DatasetInfo:
         return f"{self.name} '{self.split}': {self.num_samples} images, {self.num_classes} classes{note}"
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's random transforms: a function of (run seed, absolute epoch, sample index) only."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1)[0])
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's model randomness (dropout, drop path): a function of (run seed, absolute epoch)."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def seeded_transforms(seed: int):
+    """Python's ``random`` and NumPy's global generator (what ``paddle.vision.transforms`` draws from) seeded for one
+    sample, and given back as they were."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 class LabeledDataset(Dataset):
-    """Wraps a dataset (or arrays) so that items are ``(transform(image), int64 [1] label - label_offset)``."""
+    """Wraps a dataset (or arrays) so that items are ``(transform(image), int64 [1] label - label_offset)``.
+
+    ``ds[(epoch, i)]`` (what the training loader's sampler asks for) applies the transforms with their random draws
+    seeded by ``(seed, epoch, i)``, so a resumed run, in any process or loader worker, sees exactly the augmented
+    images the uninterrupted run saw; ``ds[i]`` leaves the generators alone (eval transforms draw nothing).
+    """
 
     def __init__(self, base: Any, indices: Optional[Sequence[int]] = None, transform: Optional[Callable] = None,
-                 label_offset: int = 0, info: Optional[DatasetInfo] = None):
+                 label_offset: int = 0, info: Optional[DatasetInfo] = None, seed: int = 0):
         self.base = base
         self.indices = list(range(len(base))) if indices is None else list(indices)
         self.transform = transform
         self.label_offset = label_offset
         self.info = info
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, idx: int):
+    def __getitem__(self, key):
+        epoch, idx = key if isinstance(key, tuple) else (None, key)
         img, label = self.base[self.indices[idx]]
-        if self.transform is not None:
+        if self.transform is not None and epoch is not None:
+            with seeded_transforms(sample_seed(self.seed, epoch, idx)):
+                img = self.transform(np.asarray(img))
+        elif self.transform is not None:
             img = self.transform(np.asarray(img))
         img = img.numpy() if hasattr(img, "numpy") else np.asarray(img)
         return img.astype("float32"), np.array([int(np.asarray(label).reshape(-1)[0]) - self.label_offset], "int64")

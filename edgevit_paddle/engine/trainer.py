@@ -19,6 +19,7 @@ from paddle.static import InputSpec
 from ..builder import build_model_from_config
 from ..config import dump_config, load_config
 from ..data import build_dataset
+from ..data.datasets import epoch_seed
 from ..errors import ConfigError, DataError, MissingFileError
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import RunState, TrainingMonitor, write_metrics
@@ -183,7 +184,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     eval_freq = g["eval_freq"]
     monitor = TrainingMonitor(run_dir, state, total_epochs, lambda e: e % eval_freq == 0, g["save_freq"],
                               g["keep_checkpoints"], g["use_visualdl"], write, batch, world_size)
-    callbacks = [monitor, paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
+    callbacks = [_EpochSeed(g["seed"] + rank, state.epochs_done), monitor,
+                 paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
     train_loader, eval_loader = _loaders(cfg, train_ds, eval_ds, state.epochs_done)
     loader_errors, previous_hook = [], threading.excepthook
     threading.excepthook = _catch_data_errors(loader_errors, previous_hook)
@@ -245,14 +247,43 @@ class _Loader(paddle.io.DataLoader):
             it._try_shutdown_all()
 
 
+class _EpochSeed(paddle.callbacks.Callback):
+    """Paddle's generator (dropout, drop path) seeded at each epoch's start from (seed, absolute epoch): a run resumed
+    from an epoch's checkpoint draws what the uninterrupted run drew from there on."""
+
+    def __init__(self, seed: int, epochs_done: int):
+        super().__init__()
+        self.seed, self.first = seed, epochs_done
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        paddle.seed(epoch_seed(self.seed, self.first + epoch))
+
+
+class _EpochTagged(paddle.io.BatchSampler):
+    """Batches of ``(absolute epoch, index)`` keys: the dataset seeds each sample's random transforms from them."""
+
+    def __init__(self, inner: paddle.io.BatchSampler, first_epoch: int):
+        self.inner, self.epoch = inner, first_epoch
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        for batch in self.inner:
+            yield [(epoch, i) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 def _loaders(cfg: Dict[str, Any], train_ds, eval_ds, epochs_done: int):
-    """Loaders sharded per process, as ``fit`` would build them, but with a shuffle order that depends on the seed
-    and the absolute epoch, so that a resumed run sees the batches the uninterrupted run would have seen."""
+    """Loaders sharded per process, as ``fit`` would build them, but with a shuffle order and augmentation draws that
+    depend only on the seed, the absolute epoch and the sample, so that a resumed run sees the batches the
+    uninterrupted run would have seen (with ``num_workers`` > 0 too)."""
     d = cfg["Data"]
     sampler = paddle.io.DistributedBatchSampler(train_ds, d["Train"]["batch_size"],
                                                 shuffle=d["Train"]["shuffle"] is not False, drop_last=True)
     sampler.set_epoch(cfg["Global"]["seed"] * 10007 + epochs_done)  # the sampler seeds its shuffle with the epoch
-    train_loader = _Loader(train_ds, batch_sampler=sampler, num_workers=d["num_workers"])
+    train_ds.seed = cfg["Global"]["seed"]
+    train_loader = _Loader(train_ds, batch_sampler=_EpochTagged(sampler, epochs_done), num_workers=d["num_workers"])
     eval_sampler = paddle.io.DistributedBatchSampler(eval_ds, d["Eval"]["batch_size"], shuffle=False)
     eval_loader = _Loader(eval_ds, batch_sampler=eval_sampler, num_workers=d["num_workers"])
     return train_loader, eval_loader
