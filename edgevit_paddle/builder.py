@@ -55,9 +55,7 @@ def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = No
         kwargs["num_classes"] = num_classes
     try:
         net = create_model(name, **kwargs)
-    except ModelError as e:
-        raise ConfigError(f"{src}: Model: {e}") from None
-    except TypeError as e:  # a value of the wrong type for a model argument (e.g. a string for a list)
+    except ModelError as e:  # an unknown name, switch or argument, or a value of the wrong type
         raise ConfigError(f"{src}: Model: {e}") from None
     size = cfg["Data"]["image_size"]
     try:

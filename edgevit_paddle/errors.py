@@ -10,8 +10,9 @@ The subclasses also derive from the built-in exception a Python caller would exp
 """
 from __future__ import annotations
 
-__all__ = ["UserError", "ConfigError", "DataError", "ModelError", "InputSizeError", "WeightsError",
-           "MissingFileError", "ExportError", "PredictorError", "TrainingError", "BenchmarkError"]
+__all__ = ["UserError", "ConfigError", "DataError", "ModelError", "InputError", "WeightsError",
+           "MissingFileError", "ExportError", "PredictorError", "CheckpointError", "TrainingError",
+           "BenchmarkError"]
 
 
 class UserError(Exception):
@@ -30,8 +31,8 @@ class ModelError(UserError, ValueError):
     """A model cannot be built as asked: unknown name, switch or argument, or an impossible size."""
 
 
-class InputSizeError(ModelError):
-    """A tensor given to a model has the wrong number of dimensions, channels, height or width."""
+class InputError(ModelError):
+    """A tensor given to a model has the wrong dtype, number of dimensions, channels, height or width."""
 
 
 class WeightsError(UserError, ValueError):
@@ -48,6 +49,10 @@ class ExportError(UserError, ValueError):
 
 class PredictorError(UserError, ValueError):
     """An exported model cannot be loaded or run as asked (missing files, an impossible device or precision)."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint cannot be resumed as asked (a missing optimizer state, a damaged file)."""
 
 
 class TrainingError(UserError, ValueError):

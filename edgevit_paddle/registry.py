@@ -98,6 +98,8 @@ def build_model(cls: type, name: str, arch: Dict[str, Any], kwargs: Dict[str, An
         close = difflib.get_close_matches(unknown[0], list(params), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ModelError(f"unknown argument '{unknown[0]}' for model '{name}'{hint}; valid: {', '.join(params)}")
+    for key, value in kwargs.items():
+        _check_type(name, key, value, params[key].default)
     cfg = {**arch, **kwargs}
     model = cls(**cfg)
     resolved = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
@@ -107,8 +109,21 @@ def build_model(cls: type, name: str, arch: Dict[str, Any], kwargs: Dict[str, An
     return model
 
 
-def get_preset_cfg(name: str) -> Dict[str, Any]:
-    """The ``default_cfgs`` entry of a registered model (data facts; the built model's ``default_cfg`` adds the
-    structure)."""
-    model_entrypoint(name)
-    return dict(_default_cfgs[name])
+def _check_type(model: str, key: str, value: Any, default: Any) -> None:
+    """A model argument must have its default's type (an int is a float; a list and a tuple are sequences of it):
+    ``drop_path_rate="abc"`` is refused, not trained with silently."""
+    if default is inspect.Parameter.empty or default is None or value is None:
+        return
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        kind = "a list" if isinstance(default, (list, tuple)) else type(default).__name__
+        raise ModelError(f"argument '{key}' of model '{model}' must be {kind} like its default {default!r}, got "
+                         f"{type(value).__name__} {value!r}")

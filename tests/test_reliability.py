@@ -10,12 +10,11 @@ import time
 import numpy as np
 import paddle
 import pytest
+from conftest import ROOT
 
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
 from edgevit_paddle.data.datasets import sample_seed
-
-from conftest import ROOT
 
 AUGMENTED = ["Data.dataset=digits", "Data.image_size=32", "Data.Train.max_samples=128", "Data.Eval.max_samples=32",
              "Data.Train.batch_size=16", "Data.Eval.batch_size=16", "Global.epochs=3", "Data.num_workers=1",
@@ -75,3 +74,126 @@ def test_kill_9_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path):
     b = json.loads((run / "metrics.json").read_text())
     assert b["final_top1"] == pytest.approx(a["final_top1"]) and b["global_step"] == a["global_step"] == 24
     assert [h["train"]["loss"] for h in b["history"]] == pytest.approx([h["train"]["loss"] for h in a["history"]])
+
+
+TINY = ["Data.dataset=digits", "Data.image_size=32", "Data.Train.max_samples=64", "Data.Eval.max_samples=32",
+        "Data.Train.batch_size=16", "Data.Eval.batch_size=16", "Global.verbose=0", "Global.epochs=1",
+        "Data.Train.transforms=[{Resize: {size: 32}}, {ToTensor: {}}]",
+        "Data.Eval.transforms=[{Resize: {size: 32}}, {ToTensor: {}}]"]
+
+
+def tiny_run(tmp_path, *more):
+    from edgevit_paddle.engine import train
+    train(load_config(None, ["Model.name=edgevit_xxs", f"Global.output_dir={tmp_path}", "Global.run_name=t", *TINY,
+                             *more]))
+    return tmp_path / "t"
+
+
+def tool(*args, **kw):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def one_error_line(res):
+    errors = [line for line in res.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    return errors[0]
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_resume_sweeps_old_ones(tmp_path, monkeypatch):
+    import errno
+
+    from edgevit_paddle.engine import checkpoint as ckpt
+    net = paddle.nn.Linear(2, 2)
+    ckpt.save_checkpoint(str(tmp_path), "epoch_1", net, None, {"epochs_done": 1})
+
+    def disk_full(obj, path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.paddle, "save", disk_full)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(str(tmp_path), "epoch_2", net, None, {"epochs_done": 2})
+    assert sorted(os.listdir(tmp_path)) == ["epoch_1.json", "epoch_1.pdparams", "latest.json"]
+    monkeypatch.undo()
+
+    run = tiny_run(tmp_path / "r")
+    orphan = run / "checkpoints" / "epoch_1.pdparams.tmp-99999"
+    orphan.write_bytes(b"half a checkpoint")
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not orphan.exists() and "removed 1 temporary file(s)" in (run / "train.log").read_text()
+
+
+def test_resume_without_optimizer_state_is_refused_unless_asked(tmp_path):
+    run = tiny_run(tmp_path)
+    (run / "checkpoints" / "epoch_1.pdopt").unlink()
+    config_before = (run / "config.yaml").read_bytes()
+    line = one_error_line(tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2"))
+    assert "epoch_1.pdopt' is missing" in line and "--weights-only" in line
+    assert (run / "config.yaml").read_bytes() == config_before  # the failed resume changed nothing
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2", "--weights-only")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "optimizer and schedule restarted" in (run / "train.log").read_text()
+    assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 2
+
+
+def test_a_failed_resume_leaves_the_config_as_it_was(tmp_path):
+    run = tiny_run(tmp_path)
+    before = (run / "config.yaml").read_bytes()
+    line = one_error_line(tool("tools/train.py", "--resume", str(run), "-o", "Model.norm=ln", "-o",
+                               "Global.epochs=3"))
+    assert "do not fit this config: Model.norm: 'gn' in the weights, 'ln' in the config" in line
+    assert (run / "config.yaml").read_bytes() == before
+
+
+def test_sigterm_saves_like_ctrl_c(tmp_path):
+    cmd = [sys.executable, "tools/train.py", "-o", f"Global.output_dir={tmp_path}", "-o", "Global.run_name=term",
+           *[a for kv in TINY for a in ("-o", kv)], "-o", "Global.epochs=50", "-o", "Global.verbose=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "epoch 1/50" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-2000:]
+    latest = json.loads((tmp_path / "term" / "checkpoints" / "latest.json").read_text())
+    assert latest["checkpoint"] == "interrupted" and "--resume" in out and "Fatal" not in out
+
+
+def test_model_arguments_are_typed_and_inputs_checked():
+    line = one_error_line(tool("tools/train.py", "-o", "Model.drop_path_rate=abc"))
+    assert "argument 'drop_path_rate' of model 'edgevit_xxs' must be float like its default 0.0, got str 'abc'" in line
+    import edgevit_paddle as ep
+    from edgevit_paddle.errors import InputError
+    model = ep.create_model("edgevit_xxs")
+    for dtype in ("float64", "int64"):
+        with pytest.raises(InputError, match=f"takes float32 images, got {dtype}: cast them first"):
+            model(paddle.zeros([1, 3, 64, 64], dtype=dtype))
+
+
+def test_nan_weights_are_named_at_evaluation(tmp_path):
+    run = tiny_run(tmp_path)
+    state = paddle.load(str(run / "checkpoints" / "best.pdparams"))
+    state["head.weight"] = paddle.full(state["head.weight"].shape, float("nan"))
+    paddle.save(state, str(run / "checkpoints" / "best.pdparams"))
+    line = one_error_line(tool("tools/eval.py", "-c", str(run / "config.yaml"), "--weights",
+                               str(run / "checkpoints" / "best")))
+    assert "non-finite outputs on the eval data" in line and "damaged" in line
+
+
+def test_truncated_images_in_an_image_folder_are_skipped(tmp_path):
+    import cv2
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(d / f"{i}.jpg"), np.random.RandomState(i).randint(0, 255, (40, 50, 3), np.uint8))
+    data = (tmp_path / "train" / "a" / "0.jpg").read_bytes()
+    (tmp_path / "train" / "a" / "cut.jpg").write_bytes(data[: len(data) // 2])
+    cfg = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=imagefolder", f"Data.root={tmp_path}",
+                             "Data.image_size=32"])
+    with pytest.warns(UserWarning, match=r"skipping 1 unreadable image\(s\) .*cut.jpg"):
+        ds = build_dataset(cfg["Data"], "Train")
+    assert len(ds) == 4

@@ -21,11 +21,15 @@ def main(argv=None):
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. -o Optimizer.lr=0.0005 -o Global.epochs=5 (repeatable)")
     p.add_argument("--resume", help="continue a run: its folder (output/<run>) or 'auto' for this config's newest")
+    p.add_argument("--weights-only", action="store_true",
+                   help="with --resume: restore the weights only and restart optimizer and LR schedule from the config "
+                        "(for a checkpoint whose .pdopt is lost)")
     p.add_argument("--device", choices=["cpu", "gpu"], help="shortcut for -o Global.device=...")
     args = p.parse_args(argv)
     overrides = args.override + ([f"Global.device={args.device}"] if args.device else [])
 
     from edgevit_paddle.engine import load_run_config, resolve_resume, train
+    from edgevit_paddle.engine.trainer import Terminated
 
     config = args.config or (None if args.resume and args.resume != "auto" else DEFAULT_CONFIG)
     if config == DEFAULT_CONFIG and not os.path.isfile(DEFAULT_CONFIG):
@@ -34,9 +38,11 @@ def main(argv=None):
     resume = resolve_resume(args.resume, config, overrides)
     cfg = load_run_config(config, overrides, resume)
     try:
-        train(cfg, resume=resume)
+        train(cfg, resume=resume, weights_only=args.weights_only)
+    except Terminated:
+        return 143  # 128 + SIGTERM
     except KeyboardInterrupt:
-        return 130
+        return 130  # 128 + SIGINT
     return 0
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from paddle.io import Dataset
 
 from ..errors import DataError
-from ..image import IMG_EXTENSIONS, read_image
+from ..image import IMG_EXTENSIONS, file_problem, read_image
 from .transforms import build_transforms, default_transforms
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -324,7 +324,7 @@ def _imagefolder(cfg: Dict[str, Any], split: str, transform):
     if empty:
         raise DataError(f"empty class folder(s) in '{path}': {', '.join(empty)}; add images or remove the folder")
     for f, label in tqdm(entries, desc=f"checking {split} images", disable=len(entries) < 2000, leave=False):
-        if read_image(f) is None:
+        if file_problem(f) is not None or read_image(f) is None:
             bad.append(f)
         else:
             files.append(f)

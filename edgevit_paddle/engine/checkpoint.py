@@ -6,30 +6,55 @@ schedule) and ``<name>.json`` (epoch, step, metrics, and the weights' ``identity
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import paddle
 
+from ..errors import CheckpointError
 from ..weights import load_weights
+
+TMP_MARK = ".tmp-"
+
+
+@contextlib.contextmanager
+def _temporary(path: str):
+    """A temporary name beside ``path``, renamed over it when the block succeeds and removed when it fails (a full
+    disk leaves no 15 MB orphan behind)."""
+    tmp = f"{path}{TMP_MARK}{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def atomic_save(obj: Any, path: str) -> None:
     """``paddle.save`` to ``path`` via a temporary file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    paddle.save(obj, tmp)
-    os.replace(tmp, path)
+    with _temporary(path) as tmp:
+        paddle.save(obj, tmp)
 
 
 def atomic_write_json(data: Dict[str, Any], path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _temporary(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def remove_temporaries(ckpt_dir: str) -> List[str]:
+    """Delete what writes killed before their rename left behind (``*.tmp-<pid>``); returns the names removed."""
+    gone = [f for f in os.listdir(ckpt_dir) if TMP_MARK in f] if os.path.isdir(ckpt_dir) else []
+    for f in gone:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(ckpt_dir, f))
+    return gone
 
 
 def _rename_keys(state: Dict[str, Any], mapping: Dict[str, str]) -> Dict[str, Any]:
@@ -68,10 +93,15 @@ def load_optimizer_state(network, optimizer, state: Dict[str, Any]) -> None:
         optimizer.set_state_dict(_rename_keys(state, mapping))
 
 
-def load_checkpoint(prefix: str, network, optimizer=None) -> None:
-    """Restore weights (and optimizer with its LR schedule when ``optimizer`` is given) from ``prefix.*``."""
+def load_checkpoint(prefix: str, network, optimizer=None, weights_only: bool = False) -> None:
+    """Restore weights, and unless ``weights_only`` the optimizer with its LR schedule, from ``prefix.*``.
+
+    A missing ``.pdopt`` is refused: resuming without it would silently restart the optimizer and the schedule."""
+    if optimizer is not None and not weights_only and not os.path.isfile(prefix + ".pdopt"):
+        raise CheckpointError(f"'{prefix}.pdopt' is missing: the optimizer state and LR schedule cannot be restored; "
+                              "restore the file, or resume with --weights-only to restart them from the config")
     network.set_state_dict(load_weights(prefix))
-    if optimizer is not None and os.path.isfile(prefix + ".pdopt"):
+    if optimizer is not None and not weights_only:
         load_optimizer_state(network, optimizer, paddle.load(prefix + ".pdopt"))
 
 

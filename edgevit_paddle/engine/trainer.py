@@ -20,10 +20,10 @@ from ..builder import build_model_from_config
 from ..config import dump_config, load_config
 from ..data import build_dataset
 from ..data.datasets import epoch_seed
-from ..errors import ConfigError, DataError, MissingFileError
+from ..errors import ConfigError, DataError, MissingFileError, WeightsError
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import RunState, TrainingMonitor, write_metrics
-from .checkpoint import load_checkpoint, read_latest
+from .checkpoint import load_checkpoint, read_latest, remove_temporaries
 from .optim import build_loss, build_optimizer
 
 log = logging.getLogger("edgevit_paddle")
@@ -117,13 +117,23 @@ def set_device(device: str, cpu_threads: Optional[int] = None, world_size: int =
     return threads
 
 
-def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
-    """Train as ``cfg`` says; with ``resume`` (a run folder) continue that run. Returns the metrics written."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``docker stop`` send): handled like Ctrl-C, the run saves ``interrupted``."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool = False) -> Dict[str, Any]:
+    """Train as ``cfg`` says; with ``resume`` (a run folder) continue that run (``weights_only``: restart the
+    optimizer and schedule from the config when the checkpoint has no optimizer state). Returns the metrics."""
     g = cfg["Global"]
     if threading.current_thread() is threading.main_thread():
-        # Importing Paddle leaves SIGINT caught at the C level, so Ctrl-C would not stop training; give it back to
-        # Python, which raises KeyboardInterrupt (and we save a checkpoint).
+        # Importing Paddle leaves SIGINT caught at the C level, and a run started in the background of a script
+        # inherits it ignored: give it back to Python, which raises KeyboardInterrupt (and we save a checkpoint).
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminate)
     rank, world_size = world()
     threads = set_device(g["device"], g["cpu_threads"], world_size)
     write = rank == 0
@@ -155,9 +165,7 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
         run_dir = _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
     if write:
         os.makedirs(run_dir, exist_ok=True)
-        dump_config(cfg, os.path.join(run_dir, "config.yaml"))
-        with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(train_ds.info.class_names or map(str, range(train_ds.info.num_classes))) + "\n")
+        gone = remove_temporaries(os.path.join(run_dir, "checkpoints"))
     setup_logging(run_dir if write else None)
     print(f"run directory: {run_dir}", flush=True)
     trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
@@ -174,8 +182,15 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None) -> Dict[str, Any]:
     model = _prepare(net, cfg, optimizer)
     if resume:
         prefix = os.path.join(run_dir, "checkpoints", latest["checkpoint"])
-        load_checkpoint(prefix, net, optimizer)  # weights, optimizer state and LR schedule
-        log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go")
+        load_checkpoint(prefix, net, optimizer, weights_only)  # weights, optimizer state and LR schedule
+        log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go"
+                 + (" (optimizer and schedule restarted: --weights-only)" if weights_only else ""))
+    if write:  # only now: a resume that fails above leaves the run's config.yaml as it was
+        if gone:
+            log.info(f"removed {len(gone)} temporary file(s) that an interrupted write left: {', '.join(gone)}")
+        dump_config(cfg, os.path.join(run_dir, "config.yaml"))
+        with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(train_ds.info.class_names or map(str, range(train_ds.info.num_classes))) + "\n")
     if remaining <= 0:
         log.info(f"nothing to do: {state.epochs_done} of {total_epochs} epochs already done "
                  "(raise Global.epochs to train longer)")
@@ -304,6 +319,9 @@ def evaluate(cfg: Dict[str, Any], weights: str) -> Dict[str, float]:
     res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
                          num_workers=cfg["Data"]["num_workers"])
     out = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
+    if not np.isfinite(out.get("loss", 0.0)):
+        raise WeightsError(f"the model produced non-finite outputs on the eval data (loss {out['loss']}): the weights "
+                           f"'{weights}' are damaged (NaN or inf); evaluate an earlier checkpoint")
     out["seconds"] = round(time.time() - t0, 2)
     out["images"] = len(eval_ds)
     out["data"] = eval_ds.info.describe()

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import paddle
 import paddle.nn as nn
 
-from ..errors import InputSizeError
+from ..errors import InputError
 from .conv import Conv2D
 
 
@@ -38,21 +39,25 @@ class PatchEmbed(nn.Layer):
         return self.norm(x)
 
 
-def check_image_input(shape, in_chans: int, stride: int, model: str) -> None:
-    """Raise a one-line InputSizeError unless ``shape`` is [B, in_chans, H, W] with H and W multiples of ``stride``.
+def check_image_input(shape, in_chans: int, stride: int, model: str, dtype=None) -> None:
+    """Raise a one-line InputError unless ``shape`` is [B, in_chans, H, W] with H and W multiples of ``stride``
+    (and ``dtype``, when given, one the weights compute in: float32, or float16/bfloat16 under AMP).
 
     Dimensions that are unknown at export time (-1) are not checked.
     """
+    if dtype is not None and dtype not in (paddle.float32, paddle.float16, paddle.bfloat16):
+        raise InputError(f"{model} takes float32 images, got {str(dtype).replace('paddle.', '')}: cast them "
+                             "first, e.g. x.astype('float32')")
     if len(shape) != 4:
-        raise InputSizeError(f"{model} expects a 4-D input [batch, {in_chans}, H, W], got shape {list(shape)}")
+        raise InputError(f"{model} expects a 4-D input [batch, {in_chans}, H, W], got shape {list(shape)}")
     c, h, w = shape[1], shape[2], shape[3]
     if c not in (-1, in_chans):
-        raise InputSizeError(f"{model} was built for {in_chans} input channels but got {c}; "
+        raise InputError(f"{model} was built for {in_chans} input channels but got {c}; "
                          f"pass in_chans={c} when creating it, or convert the images to {in_chans} channels")
     bad = [(axis, d) for axis, d in (("height", h), ("width", w)) if d != -1 and (d < stride or d % stride)]
     if bad:
         axis, d = bad[0]
         lower = max(stride, d // stride * stride)
         options = sorted({lower, lower + stride} if d > stride else {stride})
-        raise InputSizeError(f"input size {h}x{w} is not valid for {model}: height and width must be multiples of "
+        raise InputError(f"input size {h}x{w} is not valid for {model}: height and width must be multiples of "
                          f"{stride}; nearest valid {axis}: {' or '.join(map(str, options))}")

@@ -282,7 +282,7 @@ class EdgeViT(Classifier):
 
     def forward_features(self, x):
         if paddle.in_dynamic_mode():  # an exported program takes any size; the predictor checks the input
-            check_image_input(x.shape, self.in_chans, self.stride, self.model_name)
+            check_image_input(x.shape, self.in_chans, self.stride, self.model_name, x.dtype)
         for stage in self.stages:
             x = stage(x)
         return self.norm(x)

@@ -162,7 +162,7 @@ class VisionTransformer(Classifier):
 
     def forward_features(self, x):
         """Tokens after the final norm: [B, 1 + number of patches, embed_dim] (class token first)."""
-        check_image_input(x.shape, self.in_chans, self.stride, self.model_name)
+        check_image_input(x.shape, self.in_chans, self.stride, self.model_name, x.dtype)
         gh, gw = x.shape[2] // self.stride, x.shape[3] // self.stride
         x = self.patch_embed(x)
         cls = self.cls_token + paddle.zeros_like(x[:, :1])  # broadcast to the (possibly dynamic) batch
