@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from .data.transforms import check_transforms
+from .data.transforms import check_transforms, output_size
 from .errors import ConfigError, ModelError
 from .registry import model_entrypoint
 
@@ -221,8 +221,16 @@ def validate(data: Dict[str, Any], src: str = "config") -> Dict[str, Any]:
         model_entrypoint(cfg["Model"]["name"])  # an unknown name is named with the closest registered ones
     except ModelError as e:
         raise ConfigError(f"{src}: Model.name: {e}") from None
+    size = cfg["Data"]["image_size"]
     for split in ("Train", "Eval"):
-        check_transforms(cfg["Data"][split]["transforms"], f"{src}: Data.{split}.transforms")
+        spec = cfg["Data"][split]["transforms"]
+        check_transforms(spec, f"{src}: Data.{split}.transforms")
+        out = output_size(spec)
+        if out is not None and out != size:
+            where = f"{out}x{out}" if out > 0 else "a non-square size"
+            fix = f", or set Data.image_size={out}" if out > 0 else ""
+            raise ConfigError(f"{src}: Data.{split}.transforms end at {where}, but Data.image_size is {size}: make "
+                              f"the last crop or resize {size}{fix}")
     return cfg
 
 

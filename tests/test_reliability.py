@@ -197,3 +197,59 @@ def test_truncated_images_in_an_image_folder_are_skipped(tmp_path):
     with pytest.warns(UserWarning, match=r"skipping 1 unreadable image\(s\) .*cut.jpg"):
         ds = build_dataset(cfg["Data"], "Train")
     assert len(ds) == 4
+
+
+def test_damaged_latest_json_or_checkpoint_falls_back_to_the_newest_intact_one(tmp_path):
+    run = tiny_run(tmp_path, "Global.epochs=2", "Global.keep_checkpoints=3")
+    ckpt = run / "checkpoints"
+    (ckpt / "latest.json").write_text("")  # emptied, e.g. by a full disk
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=3")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "latest.json is damaged or empty: resuming from 'epoch_2'" in res.stderr.replace("\n", " ")
+    assert json.loads((ckpt / "latest.json").read_text())["epochs_done"] == 3
+    # latest names a checkpoint whose weights are cut short: the one before it
+    data = (ckpt / "epoch_3.pdparams").read_bytes()
+    (ckpt / "epoch_3.pdparams").write_bytes(data[: len(data) // 3])
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=3")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "names 'epoch_3', which is missing or damaged: resuming from 'epoch_2'" in res.stderr.replace("\n", " ")
+    for f in ckpt.glob("*.json"):
+        f.write_text("{")
+    line = one_error_line(tool("tools/train.py", "--resume", str(run)))
+    assert "no intact checkpoint in" in line
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path):
+    from edgevit_paddle.engine.trainer import RunLock
+    run = tiny_run(tmp_path)
+    lock = RunLock(str(run))  # as a resume in another process would hold it
+    try:
+        line = one_error_line(tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2"))
+        assert f"is in use by process {os.getpid()}" in line
+    finally:
+        lock.release()
+    assert tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2").returncode == 0
+
+
+def test_top1_only_and_one_class_runs_end_with_a_best_checkpoint(tmp_path):
+    import cv2
+    for split in ("train", "val"):
+        d = tmp_path / "one" / split / "only"
+        d.mkdir(parents=True)
+        for i in range(16):
+            cv2.imwrite(str(d / f"{i}.png"), np.random.RandomState(i).randint(0, 255, (32, 32, 3), np.uint8))
+    for more in (["Metric.topk=[1]"], ["Data.dataset=imagefolder", f"Data.root={tmp_path / 'one'}",
+                                       "Data.Eval.split=val", "Data.Train.max_samples=16", "Data.Eval.max_samples=16"]):
+        out = tmp_path / str(len(more))
+        res = tool("tools/train.py", "-o", f"Global.output_dir={out}", *[a for kv in TINY + more for a in ("-o", kv)])
+        assert res.returncode == 0, res.stderr[-2000:]
+        (run,) = out.iterdir()
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["final_top1"] is not None and (run / "checkpoints" / "best.pdparams").exists()
+
+
+def test_a_transform_size_that_disagrees_with_the_image_size_fails_at_load(tmp_path):
+    line = one_error_line(tool("tools/train.py", "-o", f"Global.output_dir={tmp_path}", "-o",
+                               "Data.Eval.transforms=[{Resize: {size: 73}}, {CenterCrop: {size: 64}}, {ToTensor: {}}]"))
+    assert "Data.Eval.transforms end at 64x64, but Data.image_size is 32" in line
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -65,6 +65,29 @@ def check_transforms(spec: Optional[Sequence[Any]], where: str) -> None:
         _entry(item, where)
 
 
+#: transforms that set the output size, and the argument that holds it
+_SIZING = {"Resize": "size", "CenterCrop": "size", "RandomResizedCrop": "size", "RandomCrop": "size"}
+
+
+def output_size(spec: Optional[Sequence[Any]]) -> Optional[int]:
+    """The square side a transforms list ends at, when its last sizing transform fixes one (a crop, or a resize to
+    [s, s]); None when it does not (no sizing transform, or a short-side resize whose other side follows the image)."""
+    last = None
+    for item in spec or []:
+        if isinstance(item, dict) and len(item) == 1:
+            (name, args), = item.items()
+            if name in _SIZING and isinstance(args, dict) and _SIZING[name] in args:
+                last = (name, args[_SIZING[name]])
+    if last is None:
+        return None
+    name, size = last
+    if isinstance(size, int):
+        return None if name == "Resize" else size
+    if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1] and isinstance(size[0], int):
+        return size[0]
+    return -1  # not square: never equal to Data.image_size
+
+
 def build_transforms(spec: Optional[Sequence[Dict[str, Any]]], channels: int, where: str = "transforms"):
     """Compose ``ToChannels(channels)`` and the configured transforms."""
     ops: List[Any] = [ToChannels(channels)]

@@ -119,12 +119,56 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
     return prefix
 
 
-def read_latest(ckpt_dir: str) -> Optional[Dict[str, Any]]:
-    path = os.path.join(ckpt_dir, "latest.json")
-    if not os.path.isfile(path):
+def _read_json(path: str) -> Optional[Dict[str, Any]]:
+    """A JSON object from ``path``, or None when it is missing, empty or damaged."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return data if isinstance(data, dict) else None
+
+
+def read_latest(ckpt_dir: str) -> Optional[Dict[str, Any]]:
+    """What ``latest.json`` says (None when it is missing or damaged; see ``resume_checkpoint``)."""
+    return _read_json(os.path.join(ckpt_dir, "latest.json"))
+
+
+def _intact(ckpt_dir: str, name: str) -> Optional[Dict[str, Any]]:
+    """The state of checkpoint ``name`` when its JSON reads and its weights load; else None."""
+    meta = _read_json(os.path.join(ckpt_dir, name + ".json"))
+    if meta is None or "epochs_done" not in meta:
+        return None
+    try:
+        paddle.load(os.path.join(ckpt_dir, name + ".pdparams"))
+    except Exception:  # missing or truncated: Paddle raises several kinds
+        return None
+    return {**meta, "checkpoint": name}
+
+
+def resume_checkpoint(ckpt_dir: str) -> Optional[Dict[str, Any]]:
+    """The checkpoint a resume starts from: the one ``latest.json`` names when it is intact; else, with a warning,
+    the newest intact one (``epoch_<n>`` or ``interrupted``); None when the folder has no checkpoint at all.
+
+    A run killed while writing, or a disk that lost a file, costs at most the epochs after the intact checkpoint."""
+    latest = read_latest(ckpt_dir)
+    if latest is not None and latest.get("checkpoint"):
+        found = _intact(ckpt_dir, latest["checkpoint"])
+        if found is not None:
+            return {**latest, "checkpoint": found["checkpoint"]}
+    names = sorted({f[:-5] for f in os.listdir(ckpt_dir) if f.endswith(".json") and f != "latest.json"
+                    and TMP_MARK not in f and f != "best.json"}) if os.path.isdir(ckpt_dir) else []
+    intact = [m for m in (_intact(ckpt_dir, n) for n in names) if m is not None]
+    if not intact:
+        if latest is None and not os.path.isfile(os.path.join(ckpt_dir, "latest.json")):
+            return None
+        raise CheckpointError(f"no intact checkpoint in '{ckpt_dir}' (latest.json and every epoch_<n> are damaged "
+                              "or missing): start a new run, or restore the files")
+    best = max(intact, key=lambda m: (m["epochs_done"], m.get("global_step", 0)))
+    why = "is damaged or empty" if latest is None else f"names '{latest['checkpoint']}', which is missing or damaged"
+    warnings.warn(f"{os.path.join(ckpt_dir, 'latest.json')} {why}: resuming from '{best['checkpoint']}', the newest "
+                  f"intact checkpoint ({best['epochs_done']} epoch(s) done)")
+    return best
 
 
 def prune(ckpt_dir: str, keep: int) -> None:

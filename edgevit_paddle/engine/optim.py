@@ -98,3 +98,17 @@ class CrossEntropy(nn.Layer):
 def build_loss(loss_cfg: Dict[str, Any]) -> nn.Layer:
     return CrossEntropy(loss_cfg["label_smoothing"])
 
+
+class TopKAccuracy(paddle.metric.Accuracy):
+    """``paddle.metric.Accuracy`` whose results are always named ``acc_top<k>`` (Paddle names a single k just
+    ``acc``, which left runs with ``Metric.topk: [1]`` or one class without a top-1 or a best checkpoint)."""
+
+    def _init_name(self, name):
+        self._name = [f"acc_top{k}" for k in self.topk]
+
+
+def build_metric(metric_cfg: Dict[str, Any], num_classes: int) -> TopKAccuracy:
+    """Top-k accuracy for ``Metric.topk``, with top-1 always (it picks the best checkpoint) and k capped at the class
+    count."""
+    return TopKAccuracy(topk=tuple(sorted({1} | {min(k, num_classes) for k in metric_cfg["topk"]})))
+

@@ -20,11 +20,11 @@ from ..builder import build_model_from_config
 from ..config import dump_config, load_config
 from ..data import build_dataset
 from ..data.datasets import epoch_seed
-from ..errors import ConfigError, DataError, MissingFileError, WeightsError
+from ..errors import ConfigError, DataError, MissingFileError, TrainingError, WeightsError
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import RunState, TrainingMonitor, write_metrics
-from .checkpoint import load_checkpoint, read_latest, remove_temporaries
-from .optim import build_loss, build_optimizer
+from .checkpoint import load_checkpoint, read_latest, remove_temporaries, resume_checkpoint
+from .optim import build_loss, build_metric, build_optimizer
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -90,7 +90,6 @@ def _input_specs(cfg: Dict[str, Any]):
 def _prepare(net: nn.Layer, cfg: Dict[str, Any], optimizer=None) -> paddle.Model:
     inputs, labels = _input_specs(cfg)
     model = paddle.Model(net, inputs=inputs, labels=labels)
-    topk = tuple(sorted({min(k, net.num_classes) for k in cfg["Metric"]["topk"]}))
     amp = None
     level = cfg["AMP"]["level"]
     if level != "O0":
@@ -98,7 +97,7 @@ def _prepare(net: nn.Layer, cfg: Dict[str, Any], optimizer=None) -> paddle.Model
             amp = {"level": level}
         else:
             warnings.warn(f"AMP.level={level} needs a GPU; training in float32 on CPU")
-    model.prepare(optimizer, build_loss(cfg["Loss"]), paddle.metric.Accuracy(topk=topk), amp_configs=amp)
+    model.prepare(optimizer, build_loss(cfg["Loss"]), build_metric(cfg["Metric"], net.num_classes), amp_configs=amp)
     return model
 
 
@@ -115,6 +114,31 @@ def set_device(device: str, cpu_threads: Optional[int] = None, world_size: int =
     if threads:
         paddle.base.core.set_num_threads(threads)
     return threads
+
+
+class RunLock:
+    """An exclusive lock on a run folder (``<run>/.lock``, holding the owner's PID) for as long as a run writes it:
+    a second training or resume of the same run is refused instead of mixing its checkpoints with the first's."""
+
+    def __init__(self, run_dir: str):
+        import fcntl
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, ".lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(self.fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise TrainingError(f"run folder '{run_dir}' is in use by process {holder} (a training or resume of this "
+                                "run): wait for it to end or stop it; two processes must not write one run") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(os.getpid()).encode())
+
+    def release(self) -> None:
+        import fcntl
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 class Terminated(KeyboardInterrupt):
@@ -155,7 +179,7 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     state = RunState(identity=model_identity(net))
     if resume:
         run_dir = resume
-        latest = read_latest(os.path.join(run_dir, "checkpoints"))
+        latest = resume_checkpoint(os.path.join(run_dir, "checkpoints"))
         if latest is None:
             raise MissingFileError(f"nothing to resume in '{run_dir}': no checkpoints/latest.json there")
         state = RunState.from_dict(latest)
@@ -163,77 +187,84 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
         state.identity = model_identity(net)
     else:
         run_dir = _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
-    if write:
-        os.makedirs(run_dir, exist_ok=True)
-        gone = remove_temporaries(os.path.join(run_dir, "checkpoints"))
-    setup_logging(run_dir if write else None)
-    print(f"run directory: {run_dir}", flush=True)
-    trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
-    variant = net.default_cfg.variant_label()
-    log.info(f"model {cfg['Model']['name']}{f' ({variant})' if variant else ''}; {trainable:,} trainable parameters; "
-             f"{world_size} process(es) on {g['device']}" + (f", {threads} thread(s) each" if threads else ""))
-    log.info(f"train data: {train_ds.info.describe()}")
-    log.info(f"eval data:  {eval_ds.info.describe()}")
-    net = convert_sync_bn(net, world_size, g["sync_bn"], g["device"])
-
-    total_epochs = g["epochs"]
-    remaining = total_epochs - state.epochs_done
-    optimizer, by_epoch = build_optimizer(cfg["Optimizer"], net, steps_per_epoch, total_epochs)
-    model = _prepare(net, cfg, optimizer)
-    if resume:
-        prefix = os.path.join(run_dir, "checkpoints", latest["checkpoint"])
-        load_checkpoint(prefix, net, optimizer, weights_only)  # weights, optimizer state and LR schedule
-        log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go"
-                 + (" (optimizer and schedule restarted: --weights-only)" if weights_only else ""))
-    if write:  # only now: a resume that fails above leaves the run's config.yaml as it was
-        if gone:
-            log.info(f"removed {len(gone)} temporary file(s) that an interrupted write left: {', '.join(gone)}")
-        dump_config(cfg, os.path.join(run_dir, "config.yaml"))
-        with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(train_ds.info.class_names or map(str, range(train_ds.info.num_classes))) + "\n")
-    if remaining <= 0:
-        log.info(f"nothing to do: {state.epochs_done} of {total_epochs} epochs already done "
-                 "(raise Global.epochs to train longer)")
-        return write_metrics(run_dir, state) if write else {}
-
-    eval_freq = g["eval_freq"]
-    monitor = TrainingMonitor(run_dir, state, total_epochs, lambda e: e % eval_freq == 0, g["save_freq"],
-                              g["keep_checkpoints"], g["use_visualdl"], write, batch, world_size)
-    callbacks = [_EpochSeed(g["seed"] + rank, state.epochs_done), monitor,
-                 paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
-    train_loader, eval_loader = _loaders(cfg, train_ds, eval_ds, state.epochs_done)
-    loader_errors, previous_hook = [], threading.excepthook
-    threading.excepthook = _catch_data_errors(loader_errors, previous_hook)
+    lock = RunLock(run_dir) if write else None
     try:
-        model.fit(train_loader, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
-                  verbose=g["verbose"], callbacks=callbacks)
-    except KeyboardInterrupt:
-        prefix = monitor.save_interrupted()
-        monitor.on_train_end()
-        log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
-        raise
-    except Exception as e:
-        monitor.on_train_end()
-        worker_error = loader_errors.pop() if loader_errors else None
-        if worker_error is not None and isinstance(e, SystemError):
-            # a data-loading thread failed and Paddle reports only "Blocking queue is killed": say what failed
-            raise worker_error from None
-        raise
+        if write:
+            os.makedirs(run_dir, exist_ok=True)
+            gone = remove_temporaries(os.path.join(run_dir, "checkpoints"))
+        setup_logging(run_dir if write else None)
+        print(f"run directory: {run_dir}", flush=True)
+        trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
+        variant = net.default_cfg.variant_label()
+        log.info(f"model {cfg['Model']['name']}{f' ({variant})' if variant else ''}; {trainable:,} trainable "
+                 f"parameters; {world_size} process(es) on {g['device']}"
+                 + (f", {threads} thread(s) each" if threads else ""))
+        log.info(f"train data: {train_ds.info.describe()}")
+        log.info(f"eval data:  {eval_ds.info.describe()}")
+        net = convert_sync_bn(net, world_size, g["sync_bn"], g["device"])
+
+        total_epochs = g["epochs"]
+        remaining = total_epochs - state.epochs_done
+        optimizer, by_epoch = build_optimizer(cfg["Optimizer"], net, steps_per_epoch, total_epochs)
+        model = _prepare(net, cfg, optimizer)
+        if resume:
+            prefix = os.path.join(run_dir, "checkpoints", latest["checkpoint"])
+            load_checkpoint(prefix, net, optimizer, weights_only)  # weights, optimizer state and LR schedule
+            log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go"
+                     + (" (optimizer and schedule restarted: --weights-only)" if weights_only else ""))
+        if write:  # only now: a resume that fails above leaves the run's config.yaml as it was
+            if gone:
+                log.info(f"removed {len(gone)} temporary file(s) that an interrupted write left: {', '.join(gone)}")
+            dump_config(cfg, os.path.join(run_dir, "config.yaml"))
+            with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
+                f.write("\n".join(train_ds.info.class_names or map(str, range(train_ds.info.num_classes))) + "\n")
+        if remaining <= 0:
+            log.info(f"nothing to do: {state.epochs_done} of {total_epochs} epochs already done "
+                     "(raise Global.epochs to train longer)")
+            return write_metrics(run_dir, state) if write else {}
+
+        eval_freq = g["eval_freq"]
+        monitor = TrainingMonitor(run_dir, state, total_epochs, lambda e: e % eval_freq == 0, g["save_freq"],
+                                  g["keep_checkpoints"], g["use_visualdl"], write, batch, world_size)
+        callbacks = [_EpochSeed(g["seed"] + rank, state.epochs_done), monitor,
+                     paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
+        train_loader, eval_loader = _loaders(cfg, train_ds, eval_ds, state.epochs_done)
+        loader_errors, previous_hook = [], threading.excepthook
+        threading.excepthook = _catch_data_errors(loader_errors, previous_hook)
+        try:
+            model.fit(train_loader, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
+                      verbose=g["verbose"], callbacks=callbacks)
+        except KeyboardInterrupt:
+            prefix = monitor.save_interrupted()
+            monitor.on_train_end()
+            log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
+            raise
+        except Exception as e:
+            monitor.on_train_end()
+            worker_error = loader_errors.pop() if loader_errors else None
+            if worker_error is not None and isinstance(e, SystemError):
+                # a data-loading thread failed and Paddle reports only "Blocking queue is killed": say what failed
+                raise worker_error from None
+            raise
+        finally:
+            threading.excepthook = previous_hook
+            for loader in (train_loader, eval_loader):
+                loader.shutdown()
+        final = None
+        last = state.history[-1]["eval"] if state.history else {}
+        if last.get("acc_top1") is None:  # the last epoch was not evaluated: evaluate the final weights now
+            res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
+                                 num_workers=cfg["Data"]["num_workers"])
+            final = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
+        metrics = write_metrics(run_dir, state, final) if write else {}
+        if write:
+            log.info(f"done: final top1 {100 * metrics['final_top1']:.2f}%, best top1 "
+                     f"{100 * metrics['best_top1']:.2f}% (epoch {metrics['best_epoch']}), "
+                     f"{metrics['train_seconds']:.0f}s training; results in {run_dir}")
+        return metrics
     finally:
-        threading.excepthook = previous_hook
-        for loader in (train_loader, eval_loader):
-            loader.shutdown()
-    final = None
-    last = state.history[-1]["eval"] if state.history else {}
-    if last.get("acc_top1") is None:  # the last epoch was not evaluated: evaluate the final weights now
-        res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
-                             num_workers=cfg["Data"]["num_workers"])
-        final = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
-    metrics = write_metrics(run_dir, state, final) if write else {}
-    if write:
-        log.info(f"done: final top1 {100 * metrics['final_top1']:.2f}%, best top1 {100 * metrics['best_top1']:.2f}% "
-                 f"(epoch {metrics['best_epoch']}), {metrics['train_seconds']:.0f}s training; results in {run_dir}")
-    return metrics
+        if lock is not None:
+            lock.release()
 
 
 def _catch_data_errors(store: list, previous):
