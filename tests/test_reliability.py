@@ -112,7 +112,7 @@ def test_a_failed_write_leaves_no_temporary_file_and_resume_sweeps_old_ones(tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt.paddle, "save", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(ckpt.CheckpointError, match="no space left in"):
         ckpt.save_checkpoint(str(tmp_path), "epoch_2", net, None, {"epochs_done": 2})
     assert sorted(os.listdir(tmp_path)) == ["epoch_1.json", "epoch_1.pdparams", "latest.json"]
     monkeypatch.undo()
@@ -253,3 +253,59 @@ def test_a_transform_size_that_disagrees_with_the_image_size_fails_at_load(tmp_p
                                "Data.Eval.transforms=[{Resize: {size: 73}}, {CenterCrop: {size: 64}}, {ToTensor: {}}]"))
     assert "Data.Eval.transforms end at 64x64, but Data.image_size is 32" in line
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_full_disk_or_read_only_folder_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from edgevit_paddle.engine import checkpoint as ckpt
+    from edgevit_paddle.engine import train
+    from edgevit_paddle.errors import CheckpointError
+    cfg = load_config(None, ["Model.name=edgevit_xxs", f"Global.output_dir={tmp_path}", "Global.run_name=t", *TINY,
+                             "Global.epochs=3"])
+    real_save = ckpt.paddle.save
+
+    def fills_up(obj, path, *a, **k):
+        if "epoch_2" in path:
+            with open(path, "wb") as f:
+                f.write(b"x" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *a, **k)
+
+    monkeypatch.setattr(ckpt.paddle, "save", fills_up)
+    with pytest.raises(CheckpointError, match=r"no space left in '.*checkpoints': a checkpoint needs about \d+ MB, "
+                                              r"\d+ MB are free; .* the earlier checkpoints are intact"):
+        train(cfg)
+    monkeypatch.undo()
+    files = sorted(os.listdir(tmp_path / "t" / "checkpoints"))
+    assert not [f for f in files if ".tmp-" in f] and "epoch_2.pdparams" not in files
+    assert json.loads((tmp_path / "t" / "checkpoints" / "latest.json").read_text())["checkpoint"] == "epoch_1"
+    paddle.load(str(tmp_path / "t" / "checkpoints" / "epoch_1.pdparams"))  # intact
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    from edgevit_paddle.engine import trainer
+    monkeypatch.setattr(trainer.os, "makedirs", read_only)
+    with pytest.raises(CheckpointError, match=r"cannot write in '.*' \(Read-only file system\): set "
+                                              r"Global.output_dir to a writable folder"):
+        train(load_config(None, ["Model.name=edgevit_xxs", f"Global.output_dir={tmp_path / 'ro'}", *TINY]))
+
+
+def test_a_pending_best_is_settled_on_resume(tmp_path):
+    run = tiny_run(tmp_path, "Global.epochs=1")
+    ckpt = run / "checkpoints"
+    best = json.loads((ckpt / "best.json").read_text())
+    # stopped between writing epoch 2's best and its latest.json: latest does not record it, so it goes
+    (ckpt / "best_pending.pdparams").write_bytes((ckpt / "best.pdparams").read_bytes())
+    (ckpt / "best_pending.json").write_text(json.dumps({**best, "epochs_done": 2, "best_epoch": 2}))
+    from edgevit_paddle.engine.checkpoint import read_latest, settle_best
+    assert "removed the best checkpoint of epoch 2" in settle_best(str(ckpt), read_latest(str(ckpt)))
+    assert sorted(f.name for f in ckpt.glob("best*")) == ["best.json", "best.pdparams"]
+    # stopped after latest.json recorded it, before the renames: it is promoted
+    (ckpt / "best_pending.pdparams").write_bytes((ckpt / "best.pdparams").read_bytes())
+    (ckpt / "best_pending.json").write_text(json.dumps({**best, "marker": 1}))
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "promoted the best checkpoint of epoch 1" in (run / "train.log").read_text()
+    assert json.loads((ckpt / "best.json").read_text())["marker"] == 1 and not (ckpt / "best_pending.json").exists()

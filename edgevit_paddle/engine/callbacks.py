@@ -17,7 +17,16 @@ from typing import Any, Dict, List, Optional
 import paddle
 
 from ..errors import TrainingError
-from .checkpoint import atomic_write_json, prune, read_latest, save_checkpoint
+from .checkpoint import (
+    PENDING_BEST,
+    atomic_write_json,
+    disk_error,
+    point_latest,
+    promote_best,
+    prune,
+    read_latest,
+    save_checkpoint,
+)
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -180,13 +189,28 @@ class TrainingMonitor(paddle.callbacks.Callback):
         if not self.write:
             return
         net, opt = self.model.network, self.model._optimizer
-        if epoch % self.save_freq == 0 or epoch == self.total_epochs:
-            save_checkpoint(self.ckpt_dir, f"epoch_{epoch}", net, opt, st.to_dict())
+        # order: the epoch's checkpoint and its best (as best_pending), then latest.json (the commit point), then
+        # best_pending -> best (renames), then pruning: a stop at any moment leaves latest.json naming a whole
+        # checkpoint and best.* as latest.json records it (a resume settles a pending best either way)
+        saving = epoch % self.save_freq == 0 or epoch == self.total_epochs
+        if saving:
+            save_checkpoint(self.ckpt_dir, f"epoch_{epoch}", net, opt, st.to_dict(), update_latest=False)
+        if improved:
+            save_checkpoint(self.ckpt_dir, PENDING_BEST, net, None, st.to_dict(), update_latest=False)
+        if saving:
+            point_latest(self.ckpt_dir, f"epoch_{epoch}", st.to_dict())
+        if improved:
+            promote_best(self.ckpt_dir)
+        if saving:
             self.last_saved = f"epoch_{epoch}"
             prune(self.ckpt_dir, self.keep)
-        if improved:
-            save_checkpoint(self.ckpt_dir, "best", net, None, st.to_dict(), update_latest=False)
-        write_metrics(self.run_dir, st)
+        try:
+            write_metrics(self.run_dir, st)
+        except OSError as e:
+            err = disk_error(e, self.run_dir)
+            if err is None:
+                raise
+            raise err from None
 
     def on_train_end(self, logs=None) -> None:
         if self.vdl is not None:

@@ -7,8 +7,10 @@ schedule) and ``<name>.json`` (epoch, step, metrics, and the weights' ``identity
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import warnings
 from typing import Any, Dict, List, Optional
 
@@ -32,6 +34,23 @@ def _temporary(path: str):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def disk_error(e: OSError, folder: str, need_bytes: int = 0) -> Optional[CheckpointError]:
+    """A full disk or a read-only folder as a one-line error naming the folder and the fix (None for other
+    errors, which keep their traceback)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = shutil.disk_usage(folder if os.path.isdir(folder) else os.path.dirname(folder) or ".").free
+        except OSError:
+            free = 0
+        return CheckpointError(f"no space left in '{folder}': a checkpoint needs about {need_bytes / 2**20:.0f} MB, "
+                               f"{free / 2**20:.0f} MB are free; free space (or set Global.output_dir elsewhere) and "
+                               "resume: the earlier checkpoints are intact")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return CheckpointError(f"cannot write in '{folder}' ({e.strerror}): set Global.output_dir to a writable "
+                               "folder")
+    return None
 
 
 def atomic_save(obj: Any, path: str) -> None:
@@ -107,16 +126,37 @@ def load_checkpoint(prefix: str, network, optimizer=None, weights_only: bool = F
 
 def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[str, Any],
                     update_latest: bool = True) -> str:
-    """Save weights, optimizer and ``state`` as ``ckpt_dir/name.*``; then point ``latest.json`` at it."""
-    os.makedirs(ckpt_dir, exist_ok=True)
+    """Save weights, optimizer and ``state`` as ``ckpt_dir/name.*``; then point ``latest.json`` at it.
+
+    A full disk or a read-only folder is a ``CheckpointError`` (one line); what was saved before stays intact."""
     prefix = os.path.join(ckpt_dir, name)
-    atomic_save(network.state_dict(), prefix + ".pdparams")
-    if optimizer is not None:
-        atomic_save(optimizer_state(network, optimizer), prefix + ".pdopt")
-    atomic_write_json({**state, "checkpoint": name}, prefix + ".json")
-    if update_latest:
-        atomic_write_json({**state, "checkpoint": name}, os.path.join(ckpt_dir, "latest.json"))
+    weights = network.state_dict()
+    try:
+        os.makedirs(ckpt_dir, exist_ok=True)
+        atomic_save(weights, prefix + ".pdparams")
+        if optimizer is not None:
+            atomic_save(optimizer_state(network, optimizer), prefix + ".pdopt")
+        atomic_write_json({**state, "checkpoint": name}, prefix + ".json")
+        if update_latest:
+            point_latest(ckpt_dir, name, state)
+    except OSError as e:
+        need = sum(int(v.numel()) * 4 for v in weights.values()) * (3 if optimizer is not None else 1)
+        err = disk_error(e, ckpt_dir, need)
+        if err is None:
+            raise
+        raise err from None
     return prefix
+
+
+def point_latest(ckpt_dir: str, name: str, state: Dict[str, Any]) -> None:
+    """Rewrite ``latest.json`` (the commit point of a checkpoint set): it names ``name``."""
+    try:
+        atomic_write_json({**state, "checkpoint": name}, os.path.join(ckpt_dir, "latest.json"))
+    except OSError as e:
+        err = disk_error(e, ckpt_dir)
+        if err is None:
+            raise
+        raise err from None
 
 
 def _read_json(path: str) -> Optional[Dict[str, Any]]:
@@ -156,8 +196,8 @@ def resume_checkpoint(ckpt_dir: str) -> Optional[Dict[str, Any]]:
         found = _intact(ckpt_dir, latest["checkpoint"])
         if found is not None:
             return {**latest, "checkpoint": found["checkpoint"]}
-    names = sorted({f[:-5] for f in os.listdir(ckpt_dir) if f.endswith(".json") and f != "latest.json"
-                    and TMP_MARK not in f and f != "best.json"}) if os.path.isdir(ckpt_dir) else []
+    names = sorted({f[:-5] for f in os.listdir(ckpt_dir) if f.endswith(".json") and TMP_MARK not in f
+                    and f[:-5] not in ("latest", "best", PENDING_BEST)}) if os.path.isdir(ckpt_dir) else []
     intact = [m for m in (_intact(ckpt_dir, n) for n in names) if m is not None]
     if not intact:
         if latest is None and not os.path.isfile(os.path.join(ckpt_dir, "latest.json")):
@@ -169,6 +209,37 @@ def resume_checkpoint(ckpt_dir: str) -> Optional[Dict[str, Any]]:
     warnings.warn(f"{os.path.join(ckpt_dir, 'latest.json')} {why}: resuming from '{best['checkpoint']}', the newest "
                   f"intact checkpoint ({best['epochs_done']} epoch(s) done)")
     return best
+
+
+#: the new best of an epoch, written before that epoch's latest.json and renamed to ``best`` right after it
+PENDING_BEST = "best_pending"
+
+
+def promote_best(ckpt_dir: str) -> None:
+    """``best_pending.*`` -> ``best.*`` (two renames: microseconds, against the seconds a write takes)."""
+    for ext in (".pdparams", ".json"):
+        src = os.path.join(ckpt_dir, PENDING_BEST + ext)
+        if os.path.exists(src):
+            os.replace(src, os.path.join(ckpt_dir, "best" + ext))
+
+
+def settle_best(ckpt_dir: str, latest: Dict[str, Any]) -> Optional[str]:
+    """After a stop between the writes of a checkpoint set: a pending best that ``latest.json`` records is promoted,
+    one it does not record is removed, so that every file agrees with ``latest.json``. Returns what was done."""
+    pending = _read_json(os.path.join(ckpt_dir, PENDING_BEST + ".json"))
+    if pending is None:
+        for ext in (".pdparams", ".json"):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(ckpt_dir, PENDING_BEST + ext))
+        return None
+    if pending.get("best_epoch") == latest.get("best_epoch") and \
+            int(pending.get("epochs_done", 0)) <= int(latest.get("epochs_done", 0)):
+        promote_best(ckpt_dir)
+        return f"promoted the best checkpoint of epoch {pending.get('best_epoch')} that latest.json records"
+    for ext in (".pdparams", ".json"):
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(ckpt_dir, PENDING_BEST + ext))
+    return f"removed the best checkpoint of epoch {pending.get('best_epoch')}, which latest.json does not record"
 
 
 def prune(ckpt_dir: str, keep: int) -> None:

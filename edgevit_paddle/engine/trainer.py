@@ -23,7 +23,14 @@ from ..data.datasets import epoch_seed
 from ..errors import ConfigError, DataError, MissingFileError, TrainingError, WeightsError
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import RunState, TrainingMonitor, write_metrics
-from .checkpoint import load_checkpoint, read_latest, remove_temporaries, resume_checkpoint
+from .checkpoint import (
+    disk_error,
+    load_checkpoint,
+    read_latest,
+    remove_temporaries,
+    resume_checkpoint,
+    settle_best,
+)
 from .optim import build_loss, build_metric, build_optimizer
 
 log = logging.getLogger("edgevit_paddle")
@@ -187,11 +194,17 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
         state.identity = model_identity(net)
     else:
         run_dir = _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
-    lock = RunLock(run_dir) if write else None
+    try:
+        lock = RunLock(run_dir) if write else None
+    except OSError as e:
+        err = disk_error(e, run_dir)
+        if err is None:
+            raise
+        raise err from None
     try:
         if write:
-            os.makedirs(run_dir, exist_ok=True)
             gone = remove_temporaries(os.path.join(run_dir, "checkpoints"))
+            settled = resume and settle_best(os.path.join(run_dir, "checkpoints"), latest)
         setup_logging(run_dir if write else None)
         print(f"run directory: {run_dir}", flush=True)
         trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
@@ -215,6 +228,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
         if write:  # only now: a resume that fails above leaves the run's config.yaml as it was
             if gone:
                 log.info(f"removed {len(gone)} temporary file(s) that an interrupted write left: {', '.join(gone)}")
+            if settled:
+                log.info(f"{settled} (the run was stopped while saving)")
             dump_config(cfg, os.path.join(run_dir, "config.yaml"))
             with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
                 f.write("\n".join(train_ds.info.class_names or map(str, range(train_ds.info.num_classes))) + "\n")
