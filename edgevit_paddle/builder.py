@@ -46,7 +46,7 @@ def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = No
     state = identity = None
     if weights:
         state = load_weights(weights)
-        identity = saved_identity(weights)
+        identity = saved_identity(weights, state)
         if num_classes is None and kwargs.get("num_classes") is None:
             num_classes = (identity or {}).get("num_classes") or _head_classes(state)
     if channels is not None:

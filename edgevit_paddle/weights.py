@@ -4,7 +4,8 @@ not fit the model they are loaded into.
 A checkpoint ``<prefix>.pdparams`` has a ``<prefix>.json`` beside it whose ``identity`` is the model's
 ``default_cfg.identity()``: the registered name and every architecture argument (norm, ffn, ...) and the class count.
 Weights of another variant can have the same keys and shapes (GroupNorm and LayerNorm weights do), so the identity,
-not the shapes, is what tells them apart.
+not the shapes, is what tells them apart. The identity is also stored inside every ``.pdparams`` we write (under
+``__identity__``, which ``set_state_dict`` ignores), so a bare weights file copied on its own is checked too.
 """
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ import paddle.nn as nn
 
 from .errors import MissingFileError, WeightsError
 from .model_cfg import identity_diff
+
+#: the key under which a ``.pdparams`` carries its identity
+IDENTITY_KEY = "__identity__"
+
+
+def with_identity(state: Dict[str, Any], net: nn.Layer) -> Dict[str, Any]:
+    """``state`` (a ``state_dict``) with ``net``'s identity in it, for ``paddle.save``."""
+    return {**state, IDENTITY_KEY: model_identity(net)}
 
 
 def weights_prefix(path: str) -> str:
@@ -44,13 +53,17 @@ def identity_in(meta: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return {"__model_section__": meta["model"]} if meta.get("model") else None
 
 
-def saved_identity(path: str) -> Optional[Dict[str, Any]]:
-    """The identity saved beside weights (``<prefix>.json``), or None for bare weights."""
+def saved_identity(path: str, state: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+    """The identity of weights: from ``<prefix>.json`` beside them, else from inside them (``state``); None when
+    neither has one (weights from elsewhere: only their shapes can be checked)."""
     meta = weights_prefix(path) + ".json"
-    if not os.path.isfile(meta):
-        return None
-    with open(meta, encoding="utf-8") as f:
-        return identity_in(json.load(f))
+    if os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            found = identity_in(json.load(f))
+        if found:
+            return found
+    inside = (state or {}).get(IDENTITY_KEY)
+    return inside if isinstance(inside, dict) else None
 
 
 def model_identity(net: nn.Layer) -> Dict[str, Any]:
@@ -83,6 +96,7 @@ def check_identity(net: nn.Layer, saved: Optional[Dict[str, Any]], source: str) 
 def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> None:
     """Set ``state`` on ``net`` after checking every tensor is there with its shape; else a one-line error."""
     own = net.state_dict()
+    state = {k: v for k, v in state.items() if k != IDENTITY_KEY}
     bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
     if bad:
         what = f"{net.model_name} ({net.default_cfg.variant_label()})" if net.default_cfg.variant else net.model_name

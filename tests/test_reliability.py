@@ -29,7 +29,9 @@ def train_cmd(out, *more):
 
 
 def weights(run):
-    return paddle.load(str(run / "checkpoints" / "epoch_3.pdparams"))
+    state = paddle.load(str(run / "checkpoints" / "epoch_3.pdparams"))
+    assert state.pop("__identity__")["model"] == "edgevit_xxs"
+    return state
 
 
 def test_random_transforms_are_a_function_of_seed_epoch_and_sample():
@@ -136,6 +138,17 @@ def test_resume_without_optimizer_state_is_refused_unless_asked(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "optimizer and schedule restarted" in (run / "train.log").read_text()
     assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 2
+
+
+def test_bare_weights_of_another_variant_are_refused(tmp_path):
+    run = tiny_run(tmp_path)
+    bare = tmp_path / "copied.pdparams"  # the weights file alone, without its JSON
+    bare.write_bytes((run / "checkpoints" / "best.pdparams").read_bytes())
+    line = one_error_line(tool("tools/eval.py", "-c", str(run / "config.yaml"), "-o", "Model.norm=ln", "--weights",
+                               str(bare)))
+    assert "do not fit this config: Model.norm: 'gn' in the weights, 'ln' in the config" in line
+    res = tool("tools/eval.py", "-c", str(run / "config.yaml"), "--weights", str(bare), "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_a_failed_resume_leaves_the_config_as_it_was(tmp_path):

@@ -23,10 +23,11 @@ def main(argv=None):
 
     from edgevit_paddle import create_model
     from edgevit_paddle.convert import load_original
+    from edgevit_paddle.weights import with_identity
 
     model = load_original(create_model(args.model, norm="ln", ffn="linear", num_classes=args.num_classes), args.src)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    paddle.save(model.state_dict(), args.out)
+    paddle.save(with_identity(model.state_dict(), model), args.out)  # identified: eval/export can check it
     print(f"wrote {args.out} ({args.model}, norm=ln, ffn=linear, {args.num_classes} classes)")
     return 0
 

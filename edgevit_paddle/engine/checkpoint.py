@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import paddle
 
 from ..errors import CheckpointError
-from ..weights import load_weights
+from ..weights import IDENTITY_KEY, load_weights
 
 TMP_MARK = ".tmp-"
 
@@ -131,6 +131,8 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
     A full disk or a read-only folder is a ``CheckpointError`` (one line); what was saved before stays intact."""
     prefix = os.path.join(ckpt_dir, name)
     weights = network.state_dict()
+    if state.get("identity"):
+        weights = {**weights, IDENTITY_KEY: state["identity"]}
     try:
         os.makedirs(ckpt_dir, exist_ok=True)
         atomic_save(weights, prefix + ".pdparams")
@@ -140,7 +142,7 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
         if update_latest:
             point_latest(ckpt_dir, name, state)
     except OSError as e:
-        need = sum(int(v.numel()) * 4 for v in weights.values()) * (3 if optimizer is not None else 1)
+        need = sum(int(v.numel()) * 4 for k, v in weights.items() if k != IDENTITY_KEY) * (3 if optimizer else 1)
         err = disk_error(e, ckpt_dir, need)
         if err is None:
             raise

@@ -15,7 +15,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 REF = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "reference",
                    "edgevit_xxs_official_ref.npz")
