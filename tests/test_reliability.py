@@ -322,3 +322,18 @@ def test_a_pending_best_is_settled_on_resume(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "promoted the best checkpoint of epoch 1" in (run / "train.log").read_text()
     assert json.loads((ckpt / "best.json").read_text())["marker"] == 1 and not (ckpt / "best_pending.json").exists()
+
+
+def test_ctrl_c_reaches_a_run_started_in_the_background_of_a_script(tmp_path):
+    """A script's background job inherits SIGINT ignored; the run still saves and stops on it."""
+    cmd = [sys.executable, "tools/train.py", "-o", f"Global.output_dir={tmp_path}", "-o", "Global.run_name=bg",
+           *[a for kv in TINY for a in ("-o", kv)], "-o", "Global.epochs=50", "-o", "Global.verbose=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    for line in proc.stdout:
+        if "epoch 1/50" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    assert json.loads((tmp_path / "bg" / "checkpoints" / "latest.json").read_text())["checkpoint"] == "interrupted"
