@@ -23,3 +23,15 @@ def reference():
         pytest.fail(f"reference outputs not found at {REFERENCE}: CI runs with ../shared beside the repo")
     with np.load(REFERENCE) as ref:
         return {k: ref[k] for k in ref.files}
+
+
+def flowers_jpegs(out, ids=(1, 2, 3, 4000)):
+    """Real Flowers-102 JPEGs (as shipped, 128 px short side, not square) extracted from the shared archive."""
+    import tarfile
+    with tarfile.open(os.path.join(DATA, "flowers102", "102flowers.tgz")) as tar:
+        for i in ids:
+            member = tar.getmember(f"jpg/image_{i:05d}.jpg")
+            member.name = os.path.basename(member.name)
+            tar.extract(member, out)
+    return sorted(str(p) for p in out.iterdir())
+

@@ -4,13 +4,12 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import paddle
 import pytest
 import yaml
-from conftest import DATA, ROOT
+from conftest import ROOT, flowers_jpegs
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
@@ -48,11 +47,7 @@ def quickstart_export(quickstart_run):
 def photos(tmp_path_factory):
     """Four real Flowers-102 JPEGs (not square), a broken file and a truncated JPEG."""
     out = tmp_path_factory.mktemp("photos")
-    with tarfile.open(os.path.join(DATA, "flowers102", "102flowers.tgz")) as tar:
-        for i in (1, 2, 3, 4000):
-            member = tar.getmember(f"jpg/image_{i:05d}.jpg")
-            member.name = os.path.basename(member.name)
-            tar.extract(member, out)
+    flowers_jpegs(out)
     data = (out / "image_00002.jpg").read_bytes()
     (out / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (out / "broken.jpg").write_bytes(b"\x00not an image at all")

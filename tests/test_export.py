@@ -3,14 +3,13 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 
 import cv2
 import numpy as np
 import paddle
 import pytest
 import yaml
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, flowers_jpegs
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
@@ -137,13 +136,7 @@ def test_export_a_registry_name_with_random_weights(tmp_path):
 @pytest.fixture(scope="module")
 def flowers_images(tmp_path_factory):
     """A few real Flowers-102 JPEGs (as shipped, 128 px short side), extracted from the shared archive."""
-    out = tmp_path_factory.mktemp("flowers_jpg")
-    with tarfile.open(os.path.join(DATA, "flowers102", "102flowers.tgz")) as tar:
-        for i in (1, 2, 3, 4000):
-            member = tar.getmember(f"jpg/image_{i:05d}.jpg")
-            member.name = os.path.basename(member.name)
-            tar.extract(member, out)
-    return sorted(str(p) for p in out.iterdir())
+    return flowers_jpegs(tmp_path_factory.mktemp("flowers_jpg"))
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +144,8 @@ def flowers_export(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("flowers_export")
     cfg = load_config(os.path.join(ROOT, "configs", "edgevit", "edgevit_xxs_flowers102_strong.yaml"),
                       [f"Data.root={DATA}/flowers102", "Data.image_size=64", "Data.Eval.transforms.0.Resize.size=73",
-                       "Data.Eval.transforms.1.CenterCrop.size=64", f"Data.cache_dir={tmp}"])
+                       "Data.Eval.transforms.1.CenterCrop.size=64", "Data.Train.transforms.0.RandomResizedCrop.size=64",
+                       f"Data.cache_dir={tmp}"])
     paddle.seed(3)
     res = export_from_config(cfg, out_dir=str(tmp / "inf"))
     return cfg, str(tmp / "inf"), res

@@ -160,17 +160,23 @@ def test_a_failed_resume_leaves_the_config_as_it_was(tmp_path):
     assert (run / "config.yaml").read_bytes() == before
 
 
-def test_sigterm_saves_like_ctrl_c(tmp_path):
-    cmd = [sys.executable, "tools/train.py", "-o", f"Global.output_dir={tmp_path}", "-o", "Global.run_name=term",
+def signal_after_first_epoch(out_dir, sig, preexec_fn=None):
+    """Start a long run, send ``sig`` once its first epoch is logged; its exit code, output and latest.json."""
+    cmd = [sys.executable, "tools/train.py", "-o", f"Global.output_dir={out_dir}", "-o", "Global.run_name=s",
            *[a for kv in TINY for a in ("-o", kv)], "-o", "Global.epochs=50", "-o", "Global.verbose=1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=preexec_fn)
     for line in proc.stdout:
         if "epoch 1/50" in line:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             break
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 143, out[-2000:]
-    latest = json.loads((tmp_path / "term" / "checkpoints" / "latest.json").read_text())
+    return proc.returncode, out, json.loads((out_dir / "s" / "checkpoints" / "latest.json").read_text())
+
+
+def test_sigterm_saves_like_ctrl_c(tmp_path):
+    code, out, latest = signal_after_first_epoch(tmp_path, signal.SIGTERM)
+    assert code == 143, out[-2000:]
     assert latest["checkpoint"] == "interrupted" and "--resume" in out and "Fatal" not in out
 
 
@@ -326,14 +332,6 @@ def test_a_pending_best_is_settled_on_resume(tmp_path):
 
 def test_ctrl_c_reaches_a_run_started_in_the_background_of_a_script(tmp_path):
     """A script's background job inherits SIGINT ignored; the run still saves and stops on it."""
-    cmd = [sys.executable, "tools/train.py", "-o", f"Global.output_dir={tmp_path}", "-o", "Global.run_name=bg",
-           *[a for kv in TINY for a in ("-o", kv)], "-o", "Global.epochs=50", "-o", "Global.verbose=1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    for line in proc.stdout:
-        if "epoch 1/50" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out[-2000:]
-    assert json.loads((tmp_path / "bg" / "checkpoints" / "latest.json").read_text())["checkpoint"] == "interrupted"
+    code, out, latest = signal_after_first_epoch(tmp_path, signal.SIGINT,
+                                                 lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert code == 130 and latest["checkpoint"] == "interrupted", out[-2000:]
