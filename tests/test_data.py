@@ -50,6 +50,8 @@ def test_flowers_shared_copy_zero_based_labels(tmp_path):
     te = build_dataset(d, "Eval")
     assert (len(tr), len(te)) == (6149, 1020) and tr.info.num_classes == 102
     assert "6,149" in tr.info.describe()
+    names = tr.info.class_names  # the real category names, label order (Flowers label 1 -> index 0)
+    assert (names[0], names[20], names[101], len(set(names))) == ("pink primrose", "fire lily", "blackberry lily", 102)
     labels = [int(te[i][1][0]) for i in range(0, 1020, 10)]
     assert min(labels) == 0 and max(labels) <= 101
     assert int(te[len(te) - 1][1][0]) == 101  # trnid is sorted by class: the last image is class 102 -> 101

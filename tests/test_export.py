@@ -14,6 +14,7 @@ from conftest import DATA, ROOT, flowers_jpegs
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
+from edgevit_paddle.data.flowers102_names import FLOWERS102_CLASSES
 from edgevit_paddle.export import export_from_config, export_model, fold_batchnorm, remaining_batchnorms
 from edgevit_paddle.inference import (
     Predictor,
@@ -166,7 +167,7 @@ def test_predictor_equals_dygraph_through_the_training_eval_transform(flowers_ex
     (result,) = list(pred.predict_paths([path], topk=3))
     probs = pred.probabilities(x_train[None])[0]
     assert result["topk"][0]["score"] == pytest.approx(float(probs.max()), abs=1e-4)
-    assert result["topk"][0]["label"] == f"class_{int(np.argmax(probs)) + 1:03d}"  # names from the training run
+    assert result["topk"][0]["label"] == FLOWERS102_CLASSES[int(np.argmax(probs))]  # the real category names
 
 
 def test_bad_inputs_are_reported_and_skipped(flowers_export, flowers_images, tmp_path):
@@ -185,7 +186,8 @@ def test_bad_inputs_are_reported_and_skipped(flowers_export, flowers_images, tmp
                           "--topk", "2", "--batch-size", "2"], capture_output=True, text=True)
     assert res.returncode == 1
     out = res.stdout.strip().splitlines()
-    assert len(out) == 4 and all(": class_" in line for line in out), res.stdout
+    assert len(out) == 4 and all(line.split(": ", 1)[1].startswith(tuple(FLOWERS102_CLASSES)) for line in out), \
+        res.stdout
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2 and "empty file" in errors[0] and "not a readable image" in errors[1], res.stderr
     (deep,) = [line for line in out if "deep.png" in line]

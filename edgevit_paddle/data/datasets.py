@@ -33,6 +33,7 @@ from paddle.io import Dataset
 
 from ..errors import DataError
 from ..image import IMG_EXTENSIONS, file_problem, read_image
+from .flowers102_names import FLOWERS102_CLASSES
 from .transforms import build_transforms, default_transforms
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -235,7 +236,7 @@ def _flowers(cfg: Dict[str, Any], split: str, transform):
     if found < len(base.labels):
         raise DataError(f"'{jpg}' holds {found:,} of the {len(base.labels):,} Flowers-102 images (an extraction was "
                         f"cut short): delete '{os.path.dirname(jpg)}' so it is extracted again")
-    names = [f"class_{i:03d}" for i in range(1, 103)]
+    names = list(FLOWERS102_CLASSES)
     info = DatasetInfo("Flowers-102", split, len(base), 102, names,
                        "Paddle's split (train = the original tstid 6,149; test = trnid 1,020); labels 1..102 -> 0..101")
     return LabeledDataset(_FlowersRGB(base), None, transform, 1, info)
@@ -353,7 +354,7 @@ def class_names(data_cfg: Dict[str, Any]) -> List[str]:
     if name in ("digits", "mnist"):
         return [str(i) for i in range(10)]
     if name == "flowers102":
-        return [f"class_{i:03d}" for i in range(1, 103)]
+        return list(FLOWERS102_CLASSES)
     if name == "cifar10":
         return list(CIFAR10_CLASSES)
     if name == "cifar100":
