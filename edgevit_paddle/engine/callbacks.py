@@ -20,7 +20,7 @@ from ..errors import TrainingError
 from .checkpoint import (
     PENDING_BEST,
     atomic_write_json,
-    disk_error,
+    disk_errors,
     point_latest,
     promote_best,
     prune,
@@ -204,13 +204,8 @@ class TrainingMonitor(paddle.callbacks.Callback):
         if saving:
             self.last_saved = f"epoch_{epoch}"
             prune(self.ckpt_dir, self.keep)
-        try:
+        with disk_errors(self.run_dir):
             write_metrics(self.run_dir, st)
-        except OSError as e:
-            err = disk_error(e, self.run_dir)
-            if err is None:
-                raise
-            raise err from None
 
     def on_train_end(self, logs=None) -> None:
         if self.vdl is not None:

@@ -36,6 +36,19 @@ def _temporary(path: str):
         raise
 
 
+@contextlib.contextmanager
+def disk_errors(folder: str, need_bytes: int = 0):
+    """Within the block, a full disk or a read-only ``folder`` becomes a one-line ``CheckpointError``; other
+    ``OSError``s keep their traceback."""
+    try:
+        yield
+    except OSError as e:
+        err = disk_error(e, folder, need_bytes)
+        if err is None:
+            raise
+        raise err from None
+
+
 def disk_error(e: OSError, folder: str, need_bytes: int = 0) -> Optional[CheckpointError]:
     """A full disk or a read-only folder as a one-line error naming the folder and the fix (None for other
     errors, which keep their traceback)."""
@@ -131,9 +144,10 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
     A full disk or a read-only folder is a ``CheckpointError`` (one line); what was saved before stays intact."""
     prefix = os.path.join(ckpt_dir, name)
     weights = network.state_dict()
+    need = sum(int(v.numel()) * 4 for v in weights.values()) * (3 if optimizer is not None else 1)
     if state.get("identity"):
         weights = {**weights, IDENTITY_KEY: state["identity"]}
-    try:
+    with disk_errors(ckpt_dir, need):
         os.makedirs(ckpt_dir, exist_ok=True)
         atomic_save(weights, prefix + ".pdparams")
         if optimizer is not None:
@@ -141,24 +155,13 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
         atomic_write_json({**state, "checkpoint": name}, prefix + ".json")
         if update_latest:
             point_latest(ckpt_dir, name, state)
-    except OSError as e:
-        need = sum(int(v.numel()) * 4 for k, v in weights.items() if k != IDENTITY_KEY) * (3 if optimizer else 1)
-        err = disk_error(e, ckpt_dir, need)
-        if err is None:
-            raise
-        raise err from None
     return prefix
 
 
 def point_latest(ckpt_dir: str, name: str, state: Dict[str, Any]) -> None:
     """Rewrite ``latest.json`` (the commit point of a checkpoint set): it names ``name``."""
-    try:
+    with disk_errors(ckpt_dir):
         atomic_write_json({**state, "checkpoint": name}, os.path.join(ckpt_dir, "latest.json"))
-    except OSError as e:
-        err = disk_error(e, ckpt_dir)
-        if err is None:
-            raise
-        raise err from None
 
 
 def _read_json(path: str) -> Optional[Dict[str, Any]]:
@@ -229,18 +232,15 @@ def settle_best(ckpt_dir: str, latest: Dict[str, Any]) -> Optional[str]:
     """After a stop between the writes of a checkpoint set: a pending best that ``latest.json`` records is promoted,
     one it does not record is removed, so that every file agrees with ``latest.json``. Returns what was done."""
     pending = _read_json(os.path.join(ckpt_dir, PENDING_BEST + ".json"))
-    if pending is None:
-        for ext in (".pdparams", ".json"):
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(ckpt_dir, PENDING_BEST + ext))
-        return None
-    if pending.get("best_epoch") == latest.get("best_epoch") and \
+    if pending is not None and pending.get("best_epoch") == latest.get("best_epoch") and \
             int(pending.get("epochs_done", 0)) <= int(latest.get("epochs_done", 0)):
         promote_best(ckpt_dir)
         return f"promoted the best checkpoint of epoch {pending.get('best_epoch')} that latest.json records"
-    for ext in (".pdparams", ".json"):
+    for ext in (".pdparams", ".json"):  # unrecorded, or its JSON never finished
         with contextlib.suppress(OSError):
             os.remove(os.path.join(ckpt_dir, PENDING_BEST + ext))
+    if pending is None:
+        return None
     return f"removed the best checkpoint of epoch {pending.get('best_epoch')}, which latest.json does not record"
 
 

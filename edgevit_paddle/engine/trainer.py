@@ -24,7 +24,7 @@ from ..errors import ConfigError, DataError, MissingFileError, TrainingError, We
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import RunState, TrainingMonitor, write_metrics
 from .checkpoint import (
-    disk_error,
+    disk_errors,
     load_checkpoint,
     read_latest,
     remove_temporaries,
@@ -194,13 +194,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
         state.identity = model_identity(net)
     else:
         run_dir = _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
-    try:
+    with disk_errors(run_dir):
         lock = RunLock(run_dir) if write else None
-    except OSError as e:
-        err = disk_error(e, run_dir)
-        if err is None:
-            raise
-        raise err from None
     try:
         if write:
             gone = remove_temporaries(os.path.join(run_dir, "checkpoints"))

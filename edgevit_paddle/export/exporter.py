@@ -70,15 +70,16 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
         if not np.isfinite(ref).all():
             raise ExportError("the model's outputs are not finite (NaN or inf) on the check batch: its weights are "
                               "damaged; export from a good checkpoint")
-        checks["paddle"] = _check_paddle(net, out_dir, x, ref, cfg)
+        checks["paddle"], paddle_out = _check_paddle(net, out_dir, x, ref, cfg)
     if formats in ("onnx", "all") or calibration is not None:
         files["onnx"] = to_onnx(out_dir)
         if check:
-            checks["onnx"] = _check_onnx(out_dir, x)
+            checks["onnx"], onnx_out = _check_onnx(out_dir, x, paddle_out)
     if calibration is not None:
         files["int8"] = quantize_int8(out_dir, calibration)
         if check:
-            checks["int8_top1_agreement"] = _int8_agreement(out_dir, x)
+            int8_out = _predictor(out_dir, "onnxruntime", "int8").run(x)
+            checks["int8_top1_agreement"] = float((int8_out.argmax(1) == onnx_out.argmax(1)).mean())
     return {"files": files, "out_dir": out_dir, "checks": checks}
 
 
@@ -87,11 +88,11 @@ def _predictor(out_dir: str, backend: str, precision: str = "fp32"):
     return Predictor(out_dir, PredictorOptions(cpu_threads=2, backend=backend, precision=precision))
 
 
-def _check_paddle(net: nn.Layer, out_dir: str, x: np.ndarray, ref: np.ndarray, cfg) -> List[Dict[str, Any]]:
+def _check_paddle(net: nn.Layer, out_dir: str, x: np.ndarray, ref: np.ndarray, cfg):
     """The Paddle predictor against dygraph at the exported size and, for a dynamic size, at a second, non-square
-    one (a multiple of the stride)."""
+    one (a multiple of the stride). Returns the differences and the predictor's output on ``x``."""
     pred = _predictor(out_dir, "paddle")
-    results = []
+    results, out = [], None
     sizes = [x.shape[2]]
     if not cfg.fixed_input_size:
         second = cfg.small_size(2 * cfg.stride)
@@ -101,27 +102,23 @@ def _check_paddle(net: nn.Layer, out_dir: str, x: np.ndarray, ref: np.ndarray, c
             [2, x.shape[1], size, size + cfg.stride]).astype(np.float32)
         want = ref if xs is x else net(paddle.to_tensor(xs)).numpy()
         got = pred.run(xs)
+        out = got if xs is x else out
         diff = _diff(got, want)
         results.append({"size": list(xs.shape[2:]), "max_abs_diff": diff})
         if not _within(diff, want):
             raise RuntimeError(f"the exported model differs from the dygraph model by {diff:.3g} at "
                                f"{xs.shape[2]}x{xs.shape[3]}: please report this")
-    return results
+    return results, out
 
 
-def _check_onnx(out_dir: str, x: np.ndarray) -> float:
-    """ONNX Runtime against the Paddle predictor on the same batch."""
-    want = _predictor(out_dir, "paddle").run(x)
-    diff = _diff(_predictor(out_dir, "onnxruntime").run(x), want)
-    if not _within(diff, want):
+def _check_onnx(out_dir: str, x: np.ndarray, paddle_out: np.ndarray):
+    """ONNX Runtime against the Paddle predictor's output on the same batch; returns the difference and ORT's
+    output."""
+    got = _predictor(out_dir, "onnxruntime").run(x)
+    diff = _diff(got, paddle_out)
+    if not _within(diff, paddle_out):
         raise RuntimeError(f"the ONNX model differs from the Paddle model by {diff:.3g}: please report this")
-    return diff
-
-
-def _int8_agreement(out_dir: str, x: np.ndarray) -> float:
-    a = _predictor(out_dir, "onnxruntime").run(x).argmax(1)
-    b = _predictor(out_dir, "onnxruntime", "int8").run(x).argmax(1)
-    return float((a == b).mean())
+    return diff, got
 
 
 def read_labels(path: Optional[str]) -> List[str]:
