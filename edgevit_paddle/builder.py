@@ -22,13 +22,22 @@ def _head_classes(state: Dict[str, Any]) -> Optional[int]:
     return int(head.shape[1]) if head is not None and len(head.shape) == 2 else None
 
 
+#: ``Model`` keys that are not ``create_model`` arguments
+_NOT_ARGUMENTS = ("name", "freeze_stages")
+
+
+def model_kwargs(model_section: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``create_model`` arguments of a config's ``Model`` section."""
+    return {k: v for k, v in model_section.items() if k not in _NOT_ARGUMENTS}
+
+
 def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = None,
                             weights: Optional[str] = None) -> nn.Layer:
     """The model of ``cfg['Model']`` with ``Data.channels`` input channels.
 
     Args:
         cfg: a loaded config (``config.load_config``); only ``Model``, ``Data.channels`` (None: the model's own) and
-            ``Data.image_size`` are read.
+            ``Data.image_size`` are read; ``Model.freeze_stages`` freezes the first stages.
         num_classes: the data's class count; ``Model.num_classes``, when given, must agree. Without it the count
             comes from ``weights`` (their saved identity, else their head), else from ``Model.num_classes``, else
             the preset.
@@ -36,7 +45,7 @@ def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = No
     """
     src = cfg.get("__source__") or "config"
     name = cfg["Model"]["name"]
-    kwargs = {k: v for k, v in cfg["Model"].items() if k != "name"}
+    kwargs = model_kwargs(cfg["Model"])
     channels = cfg["Data"].get("channels")  # None: the model's own (the benchmark builds presets)
     if channels is not None and kwargs.get("in_chans") not in (None, channels):
         raise ConfigError(f"Model.in_chans is {kwargs['in_chans']} but Data.channels is {channels}; make them equal")
@@ -65,4 +74,9 @@ def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = No
     if state is not None:
         check_identity(net, identity, weights)
         load_fitting_weights(net, state, weights)
+    if cfg["Model"].get("freeze_stages"):
+        try:
+            net.freeze_stages(cfg["Model"]["freeze_stages"])
+        except ModelError as e:
+            raise ConfigError(f"{src}: Model.freeze_stages: {e}") from None
     return net

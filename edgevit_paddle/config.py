@@ -57,8 +57,14 @@ SCHEMA: Dict[str, Any] = {
         "use_visualdl": F(bool, True),
         "sync_bn": F(bool, True),
         "verbose": F(int, 1, choices=(0, 1, 2)),
+        # fine-tuning (pretrained.py): weights to start from; strict: every tensor but a resized head must fit;
+        # any_variant: accept weights of another variant with the same shapes (e.g. GroupNorm into LayerNorm)
+        "pretrained_model": F(str, None),
+        "pretrained_strict": F(bool, True),
+        "pretrained_any_variant": F(bool, False),
     },
-    "Model": {"name": F(str, required=True), "__any__": True},  # other keys: create_model kwargs
+    # other Model keys: create_model kwargs
+    "Model": {"name": F(str, required=True), "freeze_stages": F(int, 0, minimum=0), "__any__": True},
     "Data": {
         "dataset": F(str, required=True, choices=("digits", "mnist", "flowers102", "cifar10", "cifar100",
                                                   "imagefolder")),
@@ -69,12 +75,16 @@ SCHEMA: Dict[str, Any] = {
         "split_seed": F(int, 0),
         "train_fraction": F(float, 0.8, minimum=0.0),
         "cache_dir": F(str, None),
-        "Train": dict(_SPLIT),
+        "Train": {**_SPLIT,
+                  "sampler": F(str, "default", choices=("default", "repeated")),  # repeated: DeiT's RASampler
+                  "repeats": F(int, 3, minimum=1)},
         "Eval": {**_SPLIT, "split": F(str, "test")},
     },
     "Optimizer": {
         "name": F(str, "AdamW", choices=("Adam", "AdamW", "Momentum", "SGD")),
         "lr": F(float, 1e-3, minimum=0.0),
+        "lr_reference_batch": F(int, None, minimum=1),  # lr is for this global batch: scaled by global batch / it
+        "backbone_lr_mult": F(float, 1.0, minimum=0.0),  # every parameter but the head's learns at lr x this
         "weight_decay": F(float, 0.05, minimum=0.0),
         "decay_norm_and_bias": F(bool, False),
         "momentum": F(float, 0.9, minimum=0.0),
@@ -96,6 +106,13 @@ SCHEMA: Dict[str, Any] = {
         "label_smoothing": F(float, 0.0, minimum=0.0),
     },
     "Metric": {"topk": F(list, [1, 5])},
+    "Mixup": {  # batch Mixup/CutMix (timm's semantics); on when either alpha > 0
+        "mixup_alpha": F(float, 0.0, minimum=0.0),
+        "cutmix_alpha": F(float, 0.0, minimum=0.0),
+        "prob": F(float, 1.0, minimum=0.0),
+        "switch_prob": F(float, 0.5, minimum=0.0),
+    },
+    "EMA": {"decay": F(float, None, minimum=0.0)},  # model EMA, evaluated and checkpointed beside the weights
     "AMP": {"level": F(str, "O0", choices=("O0", "O1", "O2"))},
     "Export": {
         "image_size": F(int, None, minimum=8),
@@ -221,6 +238,13 @@ def validate(data: Dict[str, Any], src: str = "config") -> Dict[str, Any]:
         model_entrypoint(cfg["Model"]["name"])  # an unknown name is named with the closest registered ones
     except ModelError as e:
         raise ConfigError(f"{src}: Model.name: {e}") from None
+    for key in ("prob", "switch_prob"):
+        if cfg["Mixup"][key] > 1:
+            raise ConfigError(f"{src}: 'Mixup.{key}' is a probability: between 0 and 1, got {cfg['Mixup'][key]}")
+    decay = cfg["EMA"]["decay"]
+    if decay is not None and not 0 < decay < 1:
+        raise ConfigError(f"{src}: 'EMA.decay' must be between 0 and 1 (exclusive), e.g. 0.9999, got {decay}; "
+                          "leave it empty for no EMA")
     size = cfg["Data"]["image_size"]
     for split in ("Train", "Eval"):
         spec = cfg["Data"][split]["transforms"]

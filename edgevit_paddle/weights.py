@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Collection, Dict, List, Optional, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -71,7 +71,8 @@ def model_identity(net: nn.Layer) -> Dict[str, Any]:
     return net.default_cfg.identity(net.num_classes)
 
 
-def _resolve(saved: Dict[str, Any], net: nn.Layer) -> Dict[str, Any]:
+def resolved_identity(saved: Dict[str, Any], net: nn.Layer) -> Dict[str, Any]:
+    """``saved`` as an identity (an old checkpoint's ``Model`` section resolved by building its model)."""
     section = saved.get("__model_section__")
     if section is None:
         return saved
@@ -86,7 +87,7 @@ def check_identity(net: nn.Layer, saved: Optional[Dict[str, Any]], source: str) 
     """Refuse weights saved from another model or variant than ``net`` with one line naming every difference."""
     if not saved:
         return
-    diff = identity_diff(_resolve(saved, net), model_identity(net))
+    diff = identity_diff(resolved_identity(saved, net), model_identity(net))
     if diff:
         pairs = ", ".join(f"{'Model.name' if k == 'model' else 'Model.' + k}: {a!r} in the weights, {b!r} in the "
                           "config" for k, (a, b) in diff.items())
@@ -103,3 +104,26 @@ def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> N
         raise WeightsError(f"weights '{source}' do not fit {what}: missing or different {', '.join(bad[:5])}"
                            f"{' ...' if len(bad) > 5 else ''}; use the run's config.yaml")
     net.set_state_dict(state)
+
+
+def compare_tensors(own: Dict[str, Any], state: Dict[str, Any], skip: Collection[str] = ()
+                    ) -> Tuple[List[str], List[str], List[str]]:
+    """(missing, unexpected, mis-shaped) tensor names of ``state`` against a model's ``own`` state dict, leaving out
+    ``skip`` (a head being replaced) and the identity entry."""
+    missing = sorted(k for k in own if k not in state and k not in skip)
+    unexpected = sorted(k for k in state if k not in own and k != IDENTITY_KEY)
+    misshaped = [f"{k}: weights {list(state[k].shape)} vs model {list(own[k].shape)}" for k in sorted(own)
+                 if k in state and k not in skip and list(state[k].shape) != list(own[k].shape)]
+    return missing, unexpected, misshaped
+
+
+def tensor_problems(missing: List[str], unexpected: List[str], misshaped: List[str]) -> str:
+    """``compare_tensors``' findings in one line (empty when there are none)."""
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+    if misshaped:
+        parts.append(f"shape mismatches ({len(misshaped)}): {'; '.join(misshaped)}")
+    return " | ".join(parts)

@@ -7,6 +7,7 @@ import yaml
 from conftest import ROOT
 
 import edgevit_paddle as ep
+from edgevit_paddle.builder import model_kwargs
 from edgevit_paddle.config import ConfigError, apply_overrides, dump_config, load_config
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
@@ -77,7 +78,7 @@ def test_apply_overrides_does_not_touch_input():
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
 def test_every_shipped_config_loads_and_builds(path):
     cfg = load_config(path)
-    kwargs = {k: v for k, v in cfg["Model"].items() if k != "name"}
+    kwargs = model_kwargs(cfg["Model"])
     model = ep.create_model(cfg["Model"]["name"], **{**kwargs, "in_chans": cfg["Data"]["channels"]})
     assert model.num_classes >= 1
 

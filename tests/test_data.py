@@ -1,7 +1,6 @@
 """Datasets on real local data (../shared/data, scikit-learn's digits, generated image folders) and their errors."""
 import os
 import shutil
-import warnings
 
 import cv2
 import numpy as np
@@ -84,7 +83,7 @@ def make_folder(root, classes=("cat", "dog"), n=3, splits=("train", "val")):
     return root
 
 
-def test_imagefolder_skips_unreadable_images_with_one_warning(tmp_path):
+def test_imagefolder_replaces_unreadable_images_when_it_meets_them(tmp_path):
     root = make_folder(str(tmp_path))
     (tmp_path / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (tmp_path / "train" / "dog" / "empty.png").write_bytes(b"")
@@ -94,15 +93,16 @@ def test_imagefolder_skips_unreadable_images_with_one_warning(tmp_path):
     cv2.imwrite(str(tmp_path / "train" / "cat" / "rgba.png"), rgba)
     cv2.imwrite(str(tmp_path / "train" / "cat" / "deep.png"), np.full((30, 30, 3), 40000, np.uint16))
     d = data_cfg("Data.dataset=imagefolder", f"Data.root={root}", "Data.image_size=32")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = build_dataset(d, "Train")
-    msgs = [str(w.message) for w in caught if "unreadable" in str(w.message)]
-    assert len(msgs) == 1 and "2 unreadable" in msgs[0] and "broken.jpg" in msgs[0] and "empty.png" in msgs[0]
-    assert len(ds) == 2 * 3 + 3 and ds.info.class_names == ["cat", "dog"]
+    ds = build_dataset(d, "Train")  # lists, decodes nothing
+    assert len(ds) == 2 * 3 + 5 and ds.info.class_names == ["cat", "dog"]
+    bad = {ds.base.images.index(str(tmp_path / "train" / c / f)) for c, f in (("cat", "broken.jpg"),
+                                                                             ("dog", "empty.png"))}
     for i in range(len(ds)):
-        x, y = ds[i]
+        x, y, skipped = ds[(0, i, 0)]
         assert x.shape == (3, 32, 32) and np.isfinite(x).all()
+        assert (int(skipped[0]) == i) == (i in bad) and (int(skipped[0]) == -1) == (i not in bad)
+    with pytest.warns(UserWarning, match="unreadable image .*broken.jpg replaced by the next readable one"):
+        ds[min(bad)]
     assert read_image(str(tmp_path / "train" / "cat" / "deep.png")).dtype == np.uint8
 
 
@@ -116,8 +116,8 @@ def test_imagefolder_class_errors(tmp_path):
     make_folder(root, classes=("bird",), splits=("train",))
     with pytest.raises(DataError, match=r"classes differ between 'train' and 'val'.*bird"):
         build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}"), "Train")
-    with pytest.raises(DataError, match=r"split 'test' not found"):
-        build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}", "Data.Eval.split=test"), "Eval")
+    with pytest.raises(DataError, match=r"split 'valid' not found"):
+        build_dataset(data_cfg("Data.dataset=imagefolder", f"Data.root={root}", "Data.Eval.split=valid"), "Eval")
 
 
 def test_flowers_read_only_root_is_linked_into_the_cache(tmp_path, monkeypatch):

@@ -37,6 +37,9 @@ def main(argv=None):
     p.add_argument("--no-mkldnn", dest="mkldnn", action="store_false", help="plain CPU kernels")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--labels", metavar="FILE",
+                   help="class names, one per line in class-id order, instead of those in inference.yml (set at "
+                        "export from Infer.label_file or the run's labels.txt; image folders: their class folders)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--verbose", action="store_true", help="keep Paddle's own log")
     args = p.parse_args(argv)
@@ -55,7 +58,8 @@ def main(argv=None):
         raise UserError(f"no images found in {' '.join(args.inputs)}")
     opts = PredictorOptions(device=args.device, backend=args.backend, gpu_id=args.gpu_id, gpu_mem=args.gpu_mem,
                             use_tensorrt=args.use_tensorrt, precision=args.precision, cpu_threads=args.cpu_threads,
-                            mkldnn=args.mkldnn, batch_size=args.batch_size, trt_shapes=trt, verbose=args.verbose)
+                            mkldnn=args.mkldnn, batch_size=args.batch_size, trt_shapes=trt, verbose=args.verbose,
+                            labels=args.labels)
     predictor = Predictor(args.model_dir, opts)
     failed = 0
     bar = tqdm(total=len(paths), unit="img", disable=len(paths) < 20 or args.json, file=sys.stderr)

@@ -17,6 +17,7 @@ import paddle
 import paddle.nn as nn
 
 from ..errors import MissingFileError, WeightsError
+from ..weights import compare_tensors, tensor_problems
 
 _RULES = [
     (re.compile(r"^patch_embed(\d)\."), lambda m: f"stages.{int(m.group(1)) - 1}.patch_embed."),
@@ -72,6 +73,19 @@ def read_state_dict(src: Union[str, os.PathLike, Mapping]) -> Dict[str, np.ndarr
     return out
 
 
+def to_our_keys(items: Mapping[str, np.ndarray], model: nn.Layer) -> Dict[str, np.ndarray]:
+    """The authors' arrays under our names, with the weights of what is a ``Linear`` in ``model`` transposed
+    (``num_batches_tracked`` dropped)."""
+    linear_weights = {f"{name}.weight" for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)}
+    out = {}
+    for key, value in items.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        ours = map_original_key(key)
+        out[ours] = value.T if ours in linear_weights and value.ndim == 2 else value
+    return out
+
+
 def load_original(model: nn.Layer, src: Union[str, os.PathLike, Mapping]) -> nn.Layer:
     """Load the authors' EdgeViT weights into ``model`` (built with ``norm="ln", ffn="linear"``) and return it.
 
@@ -84,30 +98,12 @@ def load_original(model: nn.Layer, src: Union[str, os.PathLike, Mapping]) -> nn.
     if (norm, ffn) != ("ln", "linear"):
         raise WeightsError(f"the authors' weights fit the original configuration only: build the model with "
                          f"norm='ln', ffn='linear' (got norm={norm!r}, ffn={ffn!r})")
-    source = {map_original_key(k): v for k, v in read_state_dict(src).items()
-              if not k.endswith("num_batches_tracked")}
     target = model.state_dict()
-    linear_weights = {f"{name}.weight" for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)}
-
-    missing = sorted(set(target) - set(source))
-    unexpected = sorted(set(source) - set(target))
-    mismatched, converted = [], {}
-    for key in sorted(set(source) & set(target)):
-        value = source[key].T if key in linear_weights else source[key]
-        want = list(target[key].shape)
-        if list(value.shape) != want:
-            mismatched.append(f"{key}: weights {list(value.shape)} vs model {want}")
-        else:
-            converted[key] = np.ascontiguousarray(value).astype(target[key].numpy().dtype)
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched)}")
+    source = to_our_keys(read_state_dict(src), model)
+    problems = tensor_problems(*compare_tensors(target, source))
     if problems:
-        raise WeightsError("the weights do not fit this model — " + " | ".join(problems) +
-                         " (is it the right preset, and num_classes/in_chans as in the weights?)")
+        raise WeightsError("the weights do not fit this model — " + problems +
+                           " (is it the right preset, and num_classes/in_chans as in the weights?)")
+    converted = {k: np.ascontiguousarray(v).astype(target[k].numpy().dtype) for k, v in source.items()}
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in converted.items()})
     return model

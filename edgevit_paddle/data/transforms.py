@@ -8,6 +8,8 @@ through OpenCV, the same code the inference predictor uses.
       - CenterCrop: {size: 128}
       - ToTensor: {}
       - Normalize: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
+
+Besides Paddle's, ``RandAugment`` (timm's, ``rand_augment.py``) and ``TimmRandomErasing`` (``random_erasing.py``).
 """
 from __future__ import annotations
 
@@ -21,9 +23,17 @@ import paddle.vision.transforms as T
 from ..errors import ConfigError
 from ..image import to_channels
 from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD
+from .rand_augment import RandAugment
+from .random_erasing import TimmRandomErasing
 
+#: ours, for the authors' recipe (Paddle 3.3 has no RandAugment; its RandomErasing cannot be replayed on resume)
+EXTRA = {"RandAugment": RandAugment, "TimmRandomErasing": TimmRandomErasing}
 ALLOWED = ("Resize", "CenterCrop", "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "RandomVerticalFlip",
-           "RandomRotation", "ColorJitter", "Pad", "RandomErasing", "ToTensor", "Normalize")
+           "RandomRotation", "ColorJitter", "Pad", "RandomErasing", "ToTensor", "Normalize", *EXTRA)
+
+
+def _transform_class(name: str):
+    return EXTRA.get(name) or getattr(T, name)
 
 
 class ToChannels:
@@ -52,7 +62,7 @@ def _entry(item: Any, where: str):
         args = {}
     if not isinstance(args, dict):
         raise ConfigError(f"{where}: arguments of {name} must be a mapping, e.g. {{size: 128}}, got {args!r}")
-    valid = [p for p in inspect.signature(getattr(T, name).__init__).parameters if p not in ("self", "keys")]
+    valid = [p for p in inspect.signature(_transform_class(name).__init__).parameters if p not in ("self", "keys")]
     bad = [k for k in args if k not in valid]
     if bad:
         raise ConfigError(f"{where}: {name} has no argument '{bad[0]}'; valid: {', '.join(valid)}")
@@ -95,7 +105,9 @@ def build_transforms(spec: Optional[Sequence[Dict[str, Any]]], channels: int, wh
         name, args = _entry(item, where)
         args = {k: tuple(v) if isinstance(v, list) and k in ("size", "scale", "ratio") else v for k, v in args.items()}
         try:
-            ops.append(getattr(T, name)(**args))
+            ops.append(_transform_class(name)(**args))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
         except (TypeError, ValueError, AssertionError) as e:
             raise ConfigError(f"{where}: bad arguments for {name} {args}: {e}") from None
     return T.Compose(ops)

@@ -43,6 +43,7 @@ class RunState:
     global_step: int = 0
     best_top1: float = -1.0
     best_epoch: int = 0
+    best_from: str = ""  # "model" or "ema": which weights scored best_top1 (and are checkpoints/best)
     train_seconds: float = 0.0
     history: List[Dict[str, Any]] = field(default_factory=list)
     identity: Dict[str, Any] = field(default_factory=dict)  # what the weights are (weights.model_identity)
@@ -95,12 +96,16 @@ class TrainingMonitor(paddle.callbacks.Callback):
         use_visualdl: write VisualDL logs.
         write: whether this process writes files (rank 0 only).
         processes: data-parallel processes; images/s counts the images of all of them.
+        ema: the run's ``ModelEMA`` (``EMA.decay``), saved in every checkpoint; ``evaluate_ema()`` returns its eval
+            metrics (``ema_loss``, ``ema_acc_top1``...) after each evaluation, and the best of the raw and the EMA
+            weights is kept as ``best``.
     """
 
     def __init__(self, run_dir: str, state: RunState, total_epochs: int, will_eval, save_freq: int = 1,
                  keep_checkpoints: int = 2, use_visualdl: bool = True, write: bool = True, batch_size: int = 1,
-                 processes: int = 1):
+                 processes: int = 1, ema=None, evaluate_ema=None):
         super().__init__()
+        self.ema, self.evaluate_ema = ema, evaluate_ema
         self.run_dir = run_dir
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
         self.state = state
@@ -159,7 +164,10 @@ class TrainingMonitor(paddle.callbacks.Callback):
         if not self.train_logs:  # an evaluate() outside fit
             return
         logs = logs or {}
-        self._finish_epoch({k: _scalar(v) for k, v in logs.items() if k == "loss" or k.startswith("acc")})
+        eval_logs = {k: _scalar(v) for k, v in logs.items() if k == "loss" or k.startswith("acc")}
+        if self.ema is not None and self.evaluate_ema is not None:
+            eval_logs.update(self.evaluate_ema())
+        self._finish_epoch(eval_logs)
 
     def _last_good(self) -> str:
         return os.path.join(self.ckpt_dir, self.last_saved) if self.last_saved else "none saved yet"
@@ -168,10 +176,12 @@ class TrainingMonitor(paddle.callbacks.Callback):
         epoch = self.epoch
         st = self.state
         st.epochs_done = epoch
-        top1 = eval_logs.get("acc_top1")
-        improved = top1 is not None and top1 > st.best_top1
+        top1, ema_top1 = eval_logs.get("acc_top1"), eval_logs.get("ema_acc_top1")
+        candidates = [(v, src) for v, src in ((top1, "model"), (ema_top1, "ema")) if v is not None]
+        score, source = max(candidates, key=lambda c: c[0]) if candidates else (None, "")
+        improved = score is not None and score > st.best_top1
         if improved:
-            st.best_top1, st.best_epoch = top1, epoch
+            st.best_top1, st.best_epoch, st.best_from = score, epoch, source
         record = {"epoch": epoch, "train": self.train_logs, "eval": eval_logs}
         st.history.append(record)
         self.train_logs = {}
@@ -182,10 +192,12 @@ class TrainingMonitor(paddle.callbacks.Callback):
         ev = (f" | eval loss {eval_logs['loss']:.4f} top1 {100 * top1:.2f}%"
               + (f" top5 {100 * eval_logs['acc_top5']:.2f}%" if eval_logs.get("acc_top5") is not None else "")
               if top1 is not None else "")
+        ev += f" | ema top1 {100 * ema_top1:.2f}%" if ema_top1 is not None else ""
         tl = record["train"]
         log.info(f"epoch {epoch}/{self.total_epochs}: train loss {tl['loss']:.4f}{ev} | lr {tl['lr']:.3g} | "
                  f"{tl['seconds']:.1f}s, {tl['images_per_sec']:.1f} img/s"
-                 + (f" | best top1 {100 * st.best_top1:.2f}% (epoch {st.best_epoch})" if st.best_top1 >= 0 else ""))
+                 + (f" | best top1 {100 * st.best_top1:.2f}% (epoch {st.best_epoch}"
+                    f"{', EMA' if st.best_from == 'ema' else ''})" if st.best_top1 >= 0 else ""))
         if not self.write:
             return
         net, opt = self.model.network, self.model._optimizer
@@ -194,8 +206,12 @@ class TrainingMonitor(paddle.callbacks.Callback):
         # checkpoint and best.* as latest.json records it (a resume settles a pending best either way)
         saving = epoch % self.save_freq == 0 or epoch == self.total_epochs
         if saving:
-            save_checkpoint(self.ckpt_dir, f"epoch_{epoch}", net, opt, st.to_dict(), update_latest=False)
-        if improved:
+            save_checkpoint(self.ckpt_dir, f"epoch_{epoch}", net, opt, st.to_dict(), update_latest=False,
+                            ema=self.ema)
+        if improved and st.best_from == "ema":
+            with self.ema.applied(net):
+                save_checkpoint(self.ckpt_dir, PENDING_BEST, net, None, st.to_dict(), update_latest=False)
+        elif improved:
             save_checkpoint(self.ckpt_dir, PENDING_BEST, net, None, st.to_dict(), update_latest=False)
         if saving:
             point_latest(self.ckpt_dir, f"epoch_{epoch}", st.to_dict())
@@ -218,7 +234,7 @@ class TrainingMonitor(paddle.callbacks.Callback):
             return None
         state = RunState.from_dict(self.state.to_dict())
         prefix = save_checkpoint(self.ckpt_dir, "interrupted", self.model.network, self.model._optimizer,
-                                 state.to_dict())
+                                 state.to_dict(), ema=self.ema)
         write_metrics(self.run_dir, state)
         return prefix
 
@@ -233,6 +249,7 @@ def write_metrics(run_dir: str, state: RunState, final: Optional[Dict[str, Optio
         "final_loss": last.get("loss"),
         "best_top1": state.best_top1 if state.best_top1 >= 0 else None,
         "best_epoch": state.best_epoch or None,
+        "best_from": state.best_from or None,
         "epochs_done": state.epochs_done,
         "train_seconds": round(state.train_seconds, 2),
         "global_step": state.global_step,

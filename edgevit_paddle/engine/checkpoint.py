@@ -1,7 +1,8 @@
 """Checkpoints that a kill can never tear: every file is written under a temporary name, then renamed.
 
 A checkpoint ``<dir>/<name>`` is ``<name>.pdparams`` (weights), ``<name>.pdopt`` (optimizer with its LR
-schedule) and ``<name>.json`` (epoch, step, metrics, and the weights' ``identity``, see ``weights.py``).
+schedule), ``<name>.pdema`` (the weights' moving average, with ``EMA.decay``) and ``<name>.json`` (epoch, step,
+metrics, and the weights' ``identity``, see ``weights.py``).
 ``latest.json`` is rewritten last and points at the newest complete checkpoint, so resuming always finds a whole one.
 """
 from __future__ import annotations
@@ -125,26 +126,32 @@ def load_optimizer_state(network, optimizer, state: Dict[str, Any]) -> None:
         optimizer.set_state_dict(_rename_keys(state, mapping))
 
 
-def load_checkpoint(prefix: str, network, optimizer=None, weights_only: bool = False) -> None:
-    """Restore weights, and unless ``weights_only`` the optimizer with its LR schedule, from ``prefix.*``.
+def load_checkpoint(prefix: str, network, optimizer=None, weights_only: bool = False, ema=None) -> None:
+    """Restore weights, and unless ``weights_only`` the optimizer with its LR schedule and the EMA (``ema``, a
+    ``ModelEMA``), from ``prefix.*``.
 
-    A missing ``.pdopt`` is refused: resuming without it would silently restart the optimizer and the schedule."""
-    if optimizer is not None and not weights_only and not os.path.isfile(prefix + ".pdopt"):
-        raise CheckpointError(f"'{prefix}.pdopt' is missing: the optimizer state and LR schedule cannot be restored; "
-                              "restore the file, or resume with --weights-only to restart them from the config")
+    A missing ``.pdopt`` or ``.pdema`` is refused: resuming without it would silently restart the optimizer and the
+    schedule, or the moving average (``weights_only`` restarts them: the EMA from the weights)."""
+    parts = ((".pdopt", optimizer, "the optimizer state and LR schedule"), (".pdema", ema, "the EMA weights"))
+    for ext, what in ((ext, what) for ext, obj, what in parts if obj is not None and not weights_only):
+        if not os.path.isfile(prefix + ext):
+            raise CheckpointError(f"'{prefix}{ext}' is missing: {what} cannot be restored; restore the file, or "
+                                  "resume with --weights-only to restart them from the config")
     network.set_state_dict(load_weights(prefix))
     if optimizer is not None and not weights_only:
         load_optimizer_state(network, optimizer, paddle.load(prefix + ".pdopt"))
+    if ema is not None:
+        ema.set_state_dict(network.state_dict() if weights_only else paddle.load(prefix + ".pdema"))
 
 
 def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[str, Any],
-                    update_latest: bool = True) -> str:
-    """Save weights, optimizer and ``state`` as ``ckpt_dir/name.*``; then point ``latest.json`` at it.
+                    update_latest: bool = True, ema=None) -> str:
+    """Save weights, optimizer, EMA (``ema``) and ``state`` as ``ckpt_dir/name.*``; then point ``latest.json`` at it.
 
     A full disk or a read-only folder is a ``CheckpointError`` (one line); what was saved before stays intact."""
     prefix = os.path.join(ckpt_dir, name)
     weights = network.state_dict()
-    need = sum(int(v.numel()) * 4 for v in weights.values()) * (3 if optimizer is not None else 1)
+    need = sum(int(v.numel()) * 4 for v in weights.values()) * (1 + 2 * (optimizer is not None) + (ema is not None))
     if state.get("identity"):
         weights = {**weights, IDENTITY_KEY: state["identity"]}
     with disk_errors(ckpt_dir, need):
@@ -152,6 +159,8 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
         atomic_save(weights, prefix + ".pdparams")
         if optimizer is not None:
             atomic_save(optimizer_state(network, optimizer), prefix + ".pdopt")
+        if ema is not None:
+            atomic_save(ema.state_dict(), prefix + ".pdema")
         atomic_write_json({**state, "checkpoint": name}, prefix + ".json")
         if update_latest:
             point_latest(ckpt_dir, name, state)
@@ -249,7 +258,7 @@ def prune(ckpt_dir: str, keep: int) -> None:
     epochs = sorted({int(f.split("_")[1].split(".")[0]) for f in os.listdir(ckpt_dir)
                      if f.startswith("epoch_") and f.endswith(".json")})
     for n in epochs[:-keep] if keep > 0 else []:
-        for ext in (".pdparams", ".pdopt", ".json"):
+        for ext in (".pdparams", ".pdopt", ".pdema", ".json"):
             p = os.path.join(ckpt_dir, f"epoch_{n}{ext}")
             if os.path.exists(p):
                 os.remove(p)

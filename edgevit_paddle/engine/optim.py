@@ -7,8 +7,17 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..errors import ConfigError
 
-def build_lr(opt_cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
+
+def base_lr(opt_cfg: Dict[str, Any], global_batch: int) -> float:
+    """``Optimizer.lr``, scaled by ``global_batch / Optimizer.lr_reference_batch`` when that is set (the linear
+    scaling rule: DeiT's and the EdgeViT authors' ``lr 5e-4 x batch / 512``)."""
+    ref = opt_cfg.get("lr_reference_batch")
+    return opt_cfg["lr"] * global_batch / ref if ref else opt_cfg["lr"]
+
+
+def build_lr(opt_cfg: Dict[str, Any], steps_per_epoch: int, epochs: int, global_batch: int = 0):
     """A ``paddle.optimizer.lr`` schedule (per step, or per epoch with ``Scheduler.by_epoch``) with linear warm-up.
 
     Returns the scheduler (or a float for a constant rate without warm-up) and whether it steps per epoch.
@@ -18,7 +27,7 @@ def build_lr(opt_cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
     unit = 1 if by_epoch else steps_per_epoch
     total = max(1, epochs * unit)
     warmup = int(round(sch["warmup_epochs"] * unit))
-    lr = opt_cfg["lr"]
+    lr = base_lr(opt_cfg, global_batch)
     name = sch["name"]
     if name == "cosine":
         sched = paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=max(1, total - warmup), eta_min=sch["min_lr"])
@@ -27,6 +36,10 @@ def build_lr(opt_cfg: Dict[str, Any], steps_per_epoch: int, epochs: int):
     else:
         sched = lr
     if warmup > 0:
+        if lr <= sch["warmup_start_lr"]:
+            raise ConfigError(f"the warm-up climbs from Optimizer.Scheduler.warmup_start_lr {sch['warmup_start_lr']:g} "
+                              f"to the learning rate {lr:g}, which is not higher: raise Optimizer.lr, or set "
+                              "Optimizer.Scheduler.warmup_epochs=0")
         sched = paddle.optimizer.lr.LinearWarmup(sched, warmup_steps=warmup, start_lr=sch["warmup_start_lr"],
                                                  end_lr=lr)
     return sched, by_epoch
@@ -46,14 +59,24 @@ def split_decay(model: nn.Layer, decay_norm_and_bias: bool = False):
     return decay, no_decay
 
 
-def build_optimizer(opt_cfg: Dict[str, Any], model: nn.Layer, steps_per_epoch: int, epochs: int
-                    ) -> Tuple[paddle.optimizer.Optimizer, bool]:
+def set_backbone_lr_mult(model: nn.Layer, mult: float) -> None:
+    """Every trainable parameter but the head's (``head.*``) learns at ``mult`` times the rate: Paddle's
+    per-parameter learning rate (``ParamAttr(learning_rate=...)``), which every optimizer applies."""
+    for name, p in model.named_parameters():
+        p.optimize_attr["learning_rate"] = 1.0 if name.startswith("head.") else float(mult)
+
+
+def build_optimizer(opt_cfg: Dict[str, Any], model: nn.Layer, steps_per_epoch: int, epochs: int,
+                    global_batch: int = 0) -> Tuple[paddle.optimizer.Optimizer, bool]:
     """The optimizer with its LR schedule; returns it and whether the schedule steps per epoch.
 
     Weight decay is kept off norms, biases and position tokens: AdamW through ``apply_decay_param_fun``, the
     L2-regularised optimizers through a zero per-parameter regulariser (``paddle.Model`` cannot take param groups).
+    ``global_batch`` (images per step over all processes) scales the rate when ``Optimizer.lr_reference_batch`` is
+    set; ``Optimizer.backbone_lr_mult`` scales the rate of everything but the head.
     """
-    lr, by_epoch = build_lr(opt_cfg, steps_per_epoch, epochs)
+    lr, by_epoch = build_lr(opt_cfg, steps_per_epoch, epochs, global_batch)
+    set_backbone_lr_mult(model, opt_cfg.get("backbone_lr_mult", 1.0))
     decay, no_decay = split_decay(model, opt_cfg["decay_norm_and_bias"])
     params = decay + no_decay
     wd = opt_cfg["weight_decay"]
@@ -79,7 +102,8 @@ def build_optimizer(opt_cfg: Dict[str, Any], model: nn.Layer, steps_per_epoch: i
 
 
 class CrossEntropy(nn.Layer):
-    """Cross-entropy on integer labels [N, 1] with optional label smoothing.
+    """Cross-entropy on integer labels [N, 1] with optional label smoothing, or on soft targets [N, classes] (what
+    Mixup/CutMix produce, smoothing already in them: timm's ``SoftTargetCrossEntropy``).
 
     (``paddle.nn.CrossEntropyLoss(label_smoothing=...)`` has no CPU kernel for integer labels in Paddle 3.3.)
     """
@@ -89,6 +113,8 @@ class CrossEntropy(nn.Layer):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits, label):
+        if label.dtype in (paddle.float32, paddle.float64) and label.shape[-1] == logits.shape[-1]:
+            return F.cross_entropy(logits, label.astype(logits.dtype), soft_label=True)
         if self.label_smoothing <= 0:
             return F.cross_entropy(logits, label)
         target = F.label_smooth(F.one_hot(label.reshape([-1]), logits.shape[-1]), epsilon=self.label_smoothing)

@@ -19,7 +19,6 @@ from paddle.static import InputSpec
 from ..builder import build_model_from_config
 from ..config import dump_config, load_config
 from ..data import build_dataset
-from ..data.datasets import epoch_seed
 from ..errors import ConfigError, DataError, MissingFileError, TrainingError, WeightsError
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import RunState, TrainingMonitor, write_metrics
@@ -31,7 +30,10 @@ from .checkpoint import (
     resume_checkpoint,
     settle_best,
 )
-from .optim import build_loss, build_metric, build_optimizer
+from .ema import EMAUpdate, ModelEMA
+from .loaders import EpochSeed, build_loaders
+from .optim import base_lr, build_loss, build_metric, build_optimizer
+from .pretrained import load_pretrained
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -178,10 +180,10 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
                           "classes; they must be equal")
     net = build_model_from_config(cfg, train_ds.info.num_classes)
     batch = cfg["Data"]["Train"]["batch_size"]
-    steps_per_epoch = len(train_ds) // (batch * world_size)
-    if steps_per_epoch < 1:
-        raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(train_ds)} images): "
-                          "lower it")
+    pretrained = None
+    if g["pretrained_model"] and not resume:  # a resume continues from its own checkpoint
+        pretrained = load_pretrained(net, g["pretrained_model"], g["pretrained_strict"], g["pretrained_any_variant"])
+    ema = ModelEMA(net, cfg["EMA"]["decay"]) if cfg["EMA"]["decay"] else None
 
     state = RunState(identity=model_identity(net))
     if resume:
@@ -209,15 +211,30 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
                  + (f", {threads} thread(s) each" if threads else ""))
         log.info(f"train data: {train_ds.info.describe()}")
         log.info(f"eval data:  {eval_ds.info.describe()}")
+        if pretrained:
+            log.info(pretrained)
+        if cfg["Model"]["freeze_stages"]:
+            log.info(f"frozen: the first {cfg['Model']['freeze_stages']} stage(s) (no gradient, eval mode)")
         net = convert_sync_bn(net, world_size, g["sync_bn"], g["device"])
 
         total_epochs = g["epochs"]
         remaining = total_epochs - state.epochs_done
-        optimizer, by_epoch = build_optimizer(cfg["Optimizer"], net, steps_per_epoch, total_epochs)
+        train_batches, eval_loader = build_loaders(cfg, train_ds, eval_ds, state.epochs_done,
+                                                   train_ds.info.num_classes, rank, world_size)
+        steps_per_epoch = len(train_batches)
+        if steps_per_epoch < 1:
+            raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(train_ds)} "
+                              "images): lower it")
+        optimizer, by_epoch = build_optimizer(cfg["Optimizer"], net, steps_per_epoch, total_epochs,
+                                              batch * world_size)
+        if cfg["Optimizer"]["lr_reference_batch"]:
+            log.info(f"learning rate {base_lr(cfg['Optimizer'], batch * world_size):.3g} = Optimizer.lr "
+                     f"{cfg['Optimizer']['lr']:g} x global batch {batch * world_size} / "
+                     f"{cfg['Optimizer']['lr_reference_batch']}")
         model = _prepare(net, cfg, optimizer)
         if resume:
             prefix = os.path.join(run_dir, "checkpoints", latest["checkpoint"])
-            load_checkpoint(prefix, net, optimizer, weights_only)  # weights, optimizer state and LR schedule
+            load_checkpoint(prefix, net, optimizer, weights_only, ema)  # weights, optimizer, LR schedule, EMA
             log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go"
                      + (" (optimizer and schedule restarted: --weights-only)" if weights_only else ""))
         if write:  # only now: a resume that fails above leaves the run's config.yaml as it was
@@ -234,15 +251,22 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
             return write_metrics(run_dir, state) if write else {}
 
         eval_freq = g["eval_freq"]
+
+        def evaluate_ema() -> Dict[str, float]:
+            with ema.applied(net):
+                res = model.evaluate(eval_loader, verbose=0)
+            return {f"ema_{k}": float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
+
         monitor = TrainingMonitor(run_dir, state, total_epochs, lambda e: e % eval_freq == 0, g["save_freq"],
-                                  g["keep_checkpoints"], g["use_visualdl"], write, batch, world_size)
-        callbacks = [_EpochSeed(g["seed"] + rank, state.epochs_done), monitor,
-                     paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
-        train_loader, eval_loader = _loaders(cfg, train_ds, eval_ds, state.epochs_done)
+                                  g["keep_checkpoints"], g["use_visualdl"], write, batch, world_size, ema,
+                                  evaluate_ema)
+        # the EMA follows each step before the monitor can save it
+        callbacks = [EpochSeed(g["seed"] + rank, state.epochs_done)] + ([EMAUpdate(ema)] if ema else []) + \
+            [monitor, paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
         loader_errors, previous_hook = [], threading.excepthook
         threading.excepthook = _catch_data_errors(loader_errors, previous_hook)
         try:
-            model.fit(train_loader, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
+            model.fit(train_batches, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
                       verbose=g["verbose"], callbacks=callbacks)
         except KeyboardInterrupt:
             prefix = monitor.save_interrupted()
@@ -258,7 +282,7 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
             raise
         finally:
             threading.excepthook = previous_hook
-            for loader in (train_loader, eval_loader):
+            for loader in (train_batches, eval_loader):
                 loader.shutdown()
         final = None
         last = state.history[-1]["eval"] if state.history else {}
@@ -269,7 +293,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
         metrics = write_metrics(run_dir, state, final) if write else {}
         if write:
             log.info(f"done: final top1 {100 * metrics['final_top1']:.2f}%, best top1 "
-                     f"{100 * metrics['best_top1']:.2f}% (epoch {metrics['best_epoch']}), "
+                     f"{100 * metrics['best_top1']:.2f}% (epoch {metrics['best_epoch']}"
+                     f"{', EMA weights' if metrics['best_from'] == 'ema' else ''}), "
                      f"{metrics['train_seconds']:.0f}s training; results in {run_dir}")
         return metrics
     finally:
@@ -287,62 +312,6 @@ def _catch_data_errors(store: list, previous):
         else:
             previous(args)
     return hook
-
-
-class _Loader(paddle.io.DataLoader):
-    """A DataLoader that remembers its live iterator, so that a run ending in an error can stop the worker processes
-    at once (otherwise they live as long as the exception's traceback, and can hold up interpreter exit)."""
-
-    def __iter__(self):
-        self._live = super().__iter__()
-        return self._live
-
-    def shutdown(self) -> None:
-        it, self._live = getattr(self, "_live", None), None
-        if hasattr(it, "_try_shutdown_all"):
-            it._try_shutdown_all()
-
-
-class _EpochSeed(paddle.callbacks.Callback):
-    """Paddle's generator (dropout, drop path) seeded at each epoch's start from (seed, absolute epoch): a run resumed
-    from an epoch's checkpoint draws what the uninterrupted run drew from there on."""
-
-    def __init__(self, seed: int, epochs_done: int):
-        super().__init__()
-        self.seed, self.first = seed, epochs_done
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        paddle.seed(epoch_seed(self.seed, self.first + epoch))
-
-
-class _EpochTagged(paddle.io.BatchSampler):
-    """Batches of ``(absolute epoch, index)`` keys: the dataset seeds each sample's random transforms from them."""
-
-    def __init__(self, inner: paddle.io.BatchSampler, first_epoch: int):
-        self.inner, self.epoch = inner, first_epoch
-
-    def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        for batch in self.inner:
-            yield [(epoch, i) for i in batch]
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-
-def _loaders(cfg: Dict[str, Any], train_ds, eval_ds, epochs_done: int):
-    """Loaders sharded per process, as ``fit`` would build them, but with a shuffle order and augmentation draws that
-    depend only on the seed, the absolute epoch and the sample, so that a resumed run sees the batches the
-    uninterrupted run would have seen (with ``num_workers`` > 0 too)."""
-    d = cfg["Data"]
-    sampler = paddle.io.DistributedBatchSampler(train_ds, d["Train"]["batch_size"],
-                                                shuffle=d["Train"]["shuffle"] is not False, drop_last=True)
-    sampler.set_epoch(cfg["Global"]["seed"] * 10007 + epochs_done)  # the sampler seeds its shuffle with the epoch
-    train_ds.seed = cfg["Global"]["seed"]
-    train_loader = _Loader(train_ds, batch_sampler=_EpochTagged(sampler, epochs_done), num_workers=d["num_workers"])
-    eval_sampler = paddle.io.DistributedBatchSampler(eval_ds, d["Eval"]["batch_size"], shuffle=False)
-    eval_loader = _Loader(eval_ds, batch_sampler=eval_sampler, num_workers=d["num_workers"])
-    return train_loader, eval_loader
 
 
 def _default_run_name(cfg: Dict[str, Any]) -> str:

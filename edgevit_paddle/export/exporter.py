@@ -18,6 +18,7 @@ import paddle.nn as nn
 from ..builder import build_model_from_config
 from ..data import build_dataset, class_names, eval_transforms
 from ..errors import ExportError
+from ..labels import read_labels
 from ..registry import create_model
 from . import preprocess
 from .onnx import quantize_int8, to_onnx
@@ -121,13 +122,6 @@ def _check_onnx(out_dir: str, x: np.ndarray, paddle_out: np.ndarray):
     return diff, got
 
 
-def read_labels(path: Optional[str]) -> List[str]:
-    if not path or not os.path.isfile(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
-
-
 def _eval_batches(cfg: Dict[str, Any], split: str, n: int, batch: int = 8) -> List[np.ndarray]:
     """``n`` images of a split through the eval transform (what the predictor computes), seeded, in batches."""
     data = dict(cfg["Data"], **{split: dict(cfg["Data"][split], transforms=eval_transforms(cfg["Data"]))})
@@ -148,7 +142,8 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
     eval images; INT8 calibrates on ``calib_images`` training images through the eval transform.
     """
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(weights))) if weights else None
-    labels = read_labels(cfg["Infer"]["label_file"]) or read_labels(run_dir and os.path.join(run_dir, "labels.txt"))
+    labels = read_labels(cfg["Infer"]["label_file"]) or \
+        read_labels(run_dir and os.path.join(run_dir, "labels.txt"), required=False)
     if weights:
         net = build_model_from_config(cfg, weights=weights)
     else:

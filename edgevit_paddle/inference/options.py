@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 from ..errors import PredictorError
 
@@ -17,7 +17,8 @@ class PredictorOptions:
     ``backend``: ``paddle`` (Paddle Inference), ``onnxruntime``, or ``auto`` (the fastest one installed for the
     device and precision, see ``predictor.resolve_backend``). ``precision``: ``fp32``; ``fp16`` (GPU); ``bf16`` (CPU,
     Paddle's oneDNN, AVX512-BF16 or AMX); ``int8`` (CPU, ONNX Runtime, the model exported with ``--int8``).
-    ``trt_shapes`` = (min, opt, max) batch sizes for TensorRT's dynamic batch.
+    ``trt_shapes`` = (min, opt, max) batch sizes for TensorRT's dynamic batch. ``labels``: a class-name file (one
+    per line) to show instead of the names in ``inference.yml``.
     """
 
     device: str = "cpu"
@@ -31,6 +32,7 @@ class PredictorOptions:
     batch_size: int = 1
     trt_shapes: Tuple[int, int, int] = (1, 1, 8)
     verbose: bool = False
+    labels: Optional[str] = None
 
 
 def cpu_supports_bf16() -> bool:

@@ -15,6 +15,7 @@ import yaml
 
 from ..errors import PredictorError
 from ..image import IMG_EXTENSIONS, file_problem, read_image
+from ..labels import read_labels
 from ..model_cfg import ModelCfg
 from ..native_output import native_output_redirected
 from .onnx_backend import OnnxRuntimeBackend, onnx_file, onnxruntime_available
@@ -83,7 +84,7 @@ class Predictor:
         self.cfg = ModelCfg(str(self.meta.get("model", "")), "", tuple(self.input_size),
                             stride=int(self.meta.get("stride", 1)),
                             fixed_input_size=bool(self.meta.get("fixed_input_size", "stride" not in self.meta)))
-        self.class_names = list(self.meta.get("class_names") or [])
+        self.class_names = read_labels(opts.labels) if opts.labels else list(self.meta.get("class_names") or [])
         self.preprocess = Preprocessor(self.meta["preprocess"], self.input_size[0])
         self._check_preprocessing()
         self.backend_name = resolve_backend(opts, model_dir)
@@ -109,6 +110,9 @@ class Predictor:
             raise PredictorError(f"the model does not accept the input size {self.input_size} from inference.yml "
                                  f"({first}): re-export the model") from None
         if self.class_names and out.shape[-1] != len(self.class_names):
+            if self.options.labels:
+                raise PredictorError(f"the label file '{self.options.labels}' has {len(self.class_names)} names but "
+                                     f"the model has {out.shape[-1]} classes: give one name per class")
             raise PredictorError(f"inference.yml lists {len(self.class_names)} classes but the model has "
                                  f"{out.shape[-1]} outputs: re-export the model")
 

@@ -1,8 +1,9 @@
 """What every classifier here shares: initialisation, the head API, the forward split and ``default_cfg``."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+import paddle
 import paddle.nn as nn
 
 from ..errors import ModelError
@@ -82,6 +83,33 @@ class Classifier(nn.Layer):
         self.num_classes = int(num_classes)
         self.head = nn.Linear(self.num_features, self.num_classes) if num_classes > 0 else nn.Identity()
         self.head.apply(self._init_weights)
+
+    # ------------------------------------------------------------------------------------------- fine-tuning
+
+    def stage_groups(self) -> List[List[Union[nn.Layer, paddle.Tensor]]]:
+        """The model's stages in input order, each a list of layers and parameters (what ``freeze_stages``
+        counts); subclasses say what theirs are."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what its stages are (stage_groups)")
+
+    def freeze_stages(self, n: int) -> None:
+        """Freeze the first ``n`` stages (``Model.freeze_stages``, as in detection zoos): their parameters get no
+        gradient and their layers stay in eval mode (BatchNorm statistics and drop path fixed) while training."""
+        groups = self.stage_groups()
+        if not 0 <= int(n) <= len(groups):
+            raise ModelError(f"freeze_stages must be between 0 and {len(groups)} ({self.model_name} has "
+                             f"{len(groups)} stages), got {n}")
+        self._frozen = [x for g in groups[: int(n)] for x in g]
+        for x in self._frozen:
+            for p in x.parameters() if isinstance(x, nn.Layer) else [x]:
+                p.stop_gradient = True
+        self.train() if self.training else self.eval()
+
+    def train(self):
+        super().train()
+        for x in getattr(self, "_frozen", []):
+            if isinstance(x, nn.Layer):
+                x.eval()
+        return self
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

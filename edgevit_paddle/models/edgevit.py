@@ -287,6 +287,10 @@ class EdgeViT(Classifier):
             x = stage(x)
         return self.norm(x)
 
+    def stage_groups(self):
+        """The four stages, each with its patch embedding."""
+        return [[stage] for stage in self.stages]
+
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean(axis=[2, 3])
         return x if pre_logits else self.head(x)

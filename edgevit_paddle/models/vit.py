@@ -151,6 +151,12 @@ class VisionTransformer(Classifier):
     def no_weight_decay(self) -> set:
         return {"pos_embed", "cls_token"}
 
+    def stage_groups(self):
+        """One stage per block; the embedding (patches, class token, positions) belongs to the first."""
+        groups = [[block] for block in self.blocks]
+        groups[0] = [self.patch_embed, self.cls_token, self.pos_embed] + groups[0]
+        return groups
+
     def _pos_embed(self, grid_h: int, grid_w: int):
         if (grid_h, grid_w) == (self.grid, self.grid):
             return self.pos_embed
