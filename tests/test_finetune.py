@@ -202,6 +202,9 @@ def test_rand_augment_every_operation_and_seeded_draws():
             for im in (img, img[:, :, :1]):
                 out = ra(im)
                 assert out.shape == im.shape and out.dtype == np.uint8, name
+    strongest = RandAugment("rand-m10-inc1", prob=1.0)  # PosterizeIncreasing keeps 0 bits: black
+    strongest.ops = ["PosterizeIncreasing"]
+    assert strongest(img).max() == 0
     with pytest.raises(ConfigError, match="unknown part 'q3'"):
         RandAugment("rand-m9-q3")
     cfg = load_config(None, ["Model.name=edgevit_xxs", *TINY, "Data.Train.transforms=[{Resize: {size: 32}}, "
@@ -260,8 +263,9 @@ RECIPE = ["Mixup.mixup_alpha=0.8", "Mixup.cutmix_alpha=1.0", "Loss.label_smoothi
 def test_the_full_recipe_resumed_equals_the_uninterrupted_run(tmp_path):
     import shutil
 
-    from edgevit_paddle.engine import train
     from test_reliability import tiny_run
+
+    from edgevit_paddle.engine import train
 
     straight = tiny_run(tmp_path / "a", *RECIPE, "Global.epochs=2", "Model.drop_path_rate=0.1")
     first = tmp_path / "b"
@@ -351,3 +355,14 @@ def test_random_state_is_given_back_by_seeded_samples():
     ds = build_dataset(cfg["Data"], "Train")
     ds[(1, 2, 3)]
     assert random.random() == want
+
+
+def test_a_warm_up_that_cannot_climb_is_one_line():
+    from edgevit_paddle.engine.optim import build_lr
+    opt_cfg = section_defaults("Optimizer")
+    opt_cfg["lr"], opt_cfg["Scheduler"]["warmup_epochs"] = 0.0, 1.0
+    with pytest.raises(ConfigError, match="warm-up climbs from .* to the learning rate 0, which is not higher"):
+        build_lr(opt_cfg, 10, 2)
+    opt_cfg["lr"], opt_cfg["lr_reference_batch"] = 5e-4, 512
+    sched, _ = build_lr(opt_cfg, 10, 2, global_batch=1024)
+    assert sched.end_lr == pytest.approx(1e-3)  # scaled by 1024 / 512

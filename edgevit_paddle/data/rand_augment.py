@@ -73,7 +73,11 @@ def _affine(img, matrix, hp):
 
 
 def _posterize(img, bits):
-    return img if bits >= 8 else ImageOps.posterize(img, bits)
+    """Keep the ``bits`` high bits (0 keeps none: black, as Pillow < 10 did; newer Pillow refuses 0)."""
+    if bits >= 8:
+        return img
+    mask = (0xFF << (8 - max(0, int(bits)))) & 0xFF
+    return img.point([v & mask for v in range(256)] * len(img.getbands()))
 
 
 def _solarize_add(img, add, thresh=128):

@@ -16,6 +16,7 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from .. import kernels
 from ..builder import build_model_from_config
 from ..config import dump_config, load_config
 from ..data import build_dataset
@@ -122,6 +123,7 @@ def set_device(device: str, cpu_threads: Optional[int] = None, world_size: int =
     threads = cpu_threads or (max(1, (os.cpu_count() or 1) // world_size) if world_size > 1 else None)
     if threads:
         paddle.base.core.set_num_threads(threads)
+    kernels.set_threads(threads)  # our compiled kernels share the same cores, no more
     return threads
 
 

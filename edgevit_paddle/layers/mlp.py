@@ -6,6 +6,7 @@ from typing import Callable, Optional
 
 import paddle.nn as nn
 
+from .activation import GELU
 from .conv import Conv2D
 from .norm import check_choice
 
@@ -29,7 +30,7 @@ class Mlp(nn.Layer):
     bn_folds = (("norm", "fc1", "out"),)
 
     def __init__(self, in_features: int, hidden_features: Optional[int] = None, out_features: Optional[int] = None,
-                 act_layer: Callable = nn.GELU, drop: float = 0.0, norm_layer: Optional[Callable] = None,
+                 act_layer: Callable = GELU, drop: float = 0.0, norm_layer: Optional[Callable] = None,
                  use_conv: bool = False):
         super().__init__()
         hidden_features = hidden_features or in_features

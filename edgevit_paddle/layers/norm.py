@@ -13,6 +13,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .. import kernels
 from ..errors import ModelError
 
 NORMS = ("gn", "ln", "bn")
@@ -46,12 +47,15 @@ def group_norm_for_export(x, groups: int, epsilon: float, weight, bias):
 
 
 class GroupNorm2d(nn.GroupNorm):
-    """GroupNorm over an NCHW map, built from the channel count first like every other norm here."""
+    """GroupNorm over an NCHW map, built from the channel count first like every other norm here; in dygraph on CPU
+    it runs on our compiled kernel (``edgevit_paddle.kernels``; Paddle's backward runs on one thread)."""
 
     def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NCHW")
 
     def forward(self, x):
+        if kernels.usable(x):
+            return kernels.group_norm(x, self.weight, self.bias, self._num_groups, self._epsilon)
         if paddle.in_dynamic_mode():
             return super().forward(x)
         return group_norm_for_export(x, self._num_groups, self._epsilon, self.weight, self.bias)

@@ -38,6 +38,7 @@ from ..layers import (
     split_heads,
     split_heads_channels_first,
 )
+from ..layers.activation import GELU
 from ..layers.conv import Conv2D, Conv2DTranspose
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
@@ -66,7 +67,7 @@ class LocalAgg(nn.Layer):
     bn_folds = (("norm1", "conv1", "in"), ("norm2", "mlp.fc1", "in"))
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0,
-                 act_layer: Callable = nn.GELU):
+                 act_layer: Callable = GELU):
         super().__init__()
         self.pos_embed = Conv2D(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.BatchNorm2D(dim)
@@ -153,7 +154,7 @@ class SelfAttn(nn.Layer):
     bn_folds = (("norm1", "attn.qkv", "in"), ("norm2", "mlp.fc1", "in"))
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
-                 attn_drop: float = 0.0, drop_path: float = 0.0, sr_ratio: int = 1, act_layer: Callable = nn.GELU,
+                 attn_drop: float = 0.0, drop_path: float = 0.0, sr_ratio: int = 1, act_layer: Callable = GELU,
                  prenorm_layer: Callable = nn.LayerNorm, prop_norm_layer: Callable = nn.LayerNorm,
                  ffn_layer: Callable = nn.Linear, channels_first: bool = False):
         super().__init__()

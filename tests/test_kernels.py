@@ -1,0 +1,117 @@
+"""The compiled CPU kernels (edgevit_paddle.kernels) against Paddle's own ops, the layers' dispatch to them, and the
+fallback to Paddle's ops when they cannot be built."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from edgevit_paddle import create_model, kernels
+from edgevit_paddle.layers.activation import GELU
+from edgevit_paddle.layers.conv import Conv2D, Conv2DTranspose
+from edgevit_paddle.layers.norm import GroupNorm2d
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"kernels not built: {kernels._state['reason']}")
+
+
+def grads(fn, *inputs, seed=0):
+    """fn's output and the gradients of a random projection of it with respect to ``inputs``."""
+    xs = [paddle.to_tensor(t.numpy(), stop_gradient=False) for t in inputs]
+    y = fn(*xs)
+    g = paddle.to_tensor(np.random.RandomState(seed).randn(*y.shape).astype("float32"))
+    return [y.numpy()] + [d.numpy() for d in paddle.grad(y, xs, g)]
+
+
+def close(ours, theirs, rtol=1e-5):
+    for a, b in zip(ours, theirs):
+        scale = max(float(np.abs(b).max()), 1e-6)
+        assert float(np.abs(a - b).max()) <= rtol * scale * 10, float(np.abs(a - b).max()) / scale
+
+
+@pytest.mark.parametrize("n,c,h,w,k", [(1, 5, 7, 9, 3), (2, 13, 11, 6, 5), (3, 7, 17, 15, 5), (2, 3, 1, 1, 3),
+                                       (1, 9, 8, 5, 7)])
+def test_depthwise_conv_forward_and_gradients_equal_paddles(n, c, h, w, k):
+    x = paddle.randn([n, c, h, w])
+    wt = paddle.randn([c, 1, k, k])
+    close(grads(lambda a, b: kernels.depthwise_conv2d(a, b, k // 2), x, wt),
+          grads(lambda a, b: F.conv2d(a, b, padding=k // 2, groups=c), x, wt))
+
+
+@pytest.mark.parametrize("n,c,h,w,r", [(2, 5, 3, 4, 2), (1, 7, 5, 5, 4), (3, 13, 1, 2, 2)])
+def test_depthwise_transposed_conv_equals_paddles(n, c, h, w, r):
+    x = paddle.randn([n, c, h, w])
+    wt = paddle.randn([c, 1, r, r])
+    close(grads(kernels.depthwise_conv2d_transpose, x, wt),
+          grads(lambda a, b: F.conv2d_transpose(a, b, stride=r, groups=c), x, wt))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 1, 1, 1), (3, 13, 5, 3), (4, 37)])
+def test_gelu_equals_paddles_exact_gelu(shape):
+    x = paddle.randn(list(shape)) * 4
+    close(grads(kernels.gelu, x), grads(F.gelu, x))
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 6, 7, 9), 1), ((1, 13, 5, 5), 1), ((2, 12, 5, 3), 3), ((3, 8, 1, 1), 2)])
+def test_group_norm_equals_paddles(shape, groups):
+    x = paddle.randn(list(shape)) * 3 + 1
+    gamma, beta = paddle.randn([shape[1]]), paddle.randn([shape[1]])
+    close(grads(lambda a, g, b: kernels.group_norm(a, g, b, groups, 1e-5), x, gamma, beta),
+          grads(lambda a, g, b: F.group_norm(a, groups, 1e-5, g, b), x, gamma, beta), rtol=2e-5)
+
+
+def test_layers_use_the_kernels_and_fall_back_to_paddles_ops(monkeypatch):
+    calls = []
+    for name in ("depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    layers = [Conv2D(6, 6, 5, padding=2, groups=6), Conv2DTranspose(6, 6, 2, stride=2, groups=6), GELU(),
+              GroupNorm2d(6)]
+    x = paddle.randn([2, 6, 8, 8])
+    ours = [layer(x).numpy() for layer in layers]
+    assert calls == ["depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm"]
+    Conv2D(6, 6, 3, padding=1)(x)  # not depthwise: Paddle's op
+    Conv2D(6, 6, 3, padding=1, groups=6, stride=2)(x)  # strided: Paddle's op
+    assert len(calls) == 4
+    monkeypatch.setitem(kernels._state, "ready", False)  # as when the build failed
+    theirs = [layer(x).numpy() for layer in layers]
+    assert len(calls) == 4
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_failed_build_warns_once_and_paddles_ops_run(monkeypatch, tmp_path):
+    monkeypatch.setitem(kernels._state, "ready", None)
+    monkeypatch.setenv("EDGEVIT_KERNELS_DIR", str(tmp_path))
+
+    def no_compiler(folder):
+        raise RuntimeError("g++: not found")
+    monkeypatch.setattr(kernels, "_build", no_compiler)
+    with pytest.warns(UserWarning, match="compiled CPU kernels unavailable, using Paddle's ops: g\\+\\+: not found"):
+        assert not kernels.available()
+    assert not kernels.available()  # decided once
+    y = Conv2D(4, 4, 3, padding=1, groups=4)(paddle.randn([1, 4, 5, 5]))
+    assert y.shape == [1, 4, 5, 5]
+
+
+def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch):
+    x = paddle.randn([2, 3, 64, 64])
+    results = []
+    for ready in (True, False):
+        monkeypatch.setitem(kernels._state, "ready", ready)
+        paddle.seed(3)
+        net = create_model("edgevit_xxs", num_classes=4, drop_path_rate=0.0)
+        y = net(x)
+        (y * y).mean().backward()
+        results.append((y.numpy(), {n: p.grad.numpy() for n, p in net.named_parameters() if p.grad is not None}))
+    (ya, ga), (yb, gb) = results
+    np.testing.assert_allclose(ya, yb, rtol=1e-4, atol=1e-5)
+    overall = max(float(np.abs(g).max()) for g in gb.values())
+    worst = max(float(np.abs(ga[k] - gb[k]).max()) for k in gb)
+    assert worst <= 1e-4 * overall, (worst, overall)
+
+
+def test_the_exported_program_keeps_paddles_standard_ops(tmp_path):
+    from edgevit_paddle.export.paddle_inference import save_paddle
+    net = create_model("edgevit_xxs", num_classes=3)
+    save_paddle(net, str(tmp_path), (3, 64, 64), {})
+    program = (tmp_path / "inference.json").read_text()
+    assert "edgevit_" not in program.replace("edgevit_xxs", "")
