@@ -6,11 +6,6 @@ import warnings
 # set before Paddle loads. Measured here (2-core AMD EPYC): the quickstart's training epoch 24.7 s -> 18.8 s, with
 # bit-identical losses. An explicit user setting wins.
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
-# Our compiled CPU kernels (edgevit_paddle.kernels) run OpenMP regions between Paddle's ops; with libgomp's default
-# spinning their idle threads kept the cores from the single-threaded ops that follow: training at batch 32 ran at
-# 11.3-12.8 images/s with it, 18.3 with the threads sleeping at once (2-core AMD EPYC, Zen 4). Read by libgomp when
-# Paddle loads it; an explicit user setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Paddle warns on import when ccache (a C++ build cache) is missing; it is irrelevant to everything here.
 warnings.filterwarnings("ignore", message="No ccache found")

@@ -115,3 +115,17 @@ def test_the_exported_program_keeps_paddles_standard_ops(tmp_path):
     save_paddle(net, str(tmp_path), (3, 64, 64), {})
     program = (tmp_path / "inference.json").read_text()
     assert "edgevit_" not in program.replace("edgevit_xxs", "")
+
+
+def test_the_kernels_use_the_runs_threads_and_training_processes_sleep_idle_threads(monkeypatch):
+    import os
+
+    from edgevit_paddle.engine.trainer import set_device
+    monkeypatch.setattr(paddle.base.core, "set_num_threads", lambda n: None)  # leave this process's Paddle alone
+    set_device("cpu", None, world_size=2)
+    assert kernels._state["threads"] == max(1, (os.cpu_count() or 1) // 2)  # shared out, as Paddle's
+    set_device("cpu", 3)
+    assert kernels._state["threads"] == 3
+    kernels.set_threads(None)
+    assert kernels.training_env({})["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert kernels.training_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's wins

@@ -11,6 +11,7 @@ import time
 from typing import Any, Dict, List, Sequence
 
 from ..errors import BenchmarkError
+from ..kernels import training_env
 from . import workers
 from .cases import DEPLOY_MODES, Case
 
@@ -44,6 +45,8 @@ def _worker_failed(what: str, returncode: int, stdout: str, stderr: str) -> Exce
 
 def _spawn(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: int) -> Dict[str, Dict[str, float]]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if kind == "dygraph":  # training steps run in the environment the training tool gives them
+        env = training_env(env)
     res = subprocess.run([sys.executable, "-m", workers.__name__], input=workers.spec_json(
         cases, kind, warmup, runs, threads), text=True, capture_output=True, env=env)
     if res.returncode != 0:
@@ -60,7 +63,7 @@ def _spawn_data_parallel(cases: Sequence[Case], procs: int, warmup: int, runs: i
     """Training cases data parallel over ``procs`` CPU processes under Paddle's launcher (gloo), the threads shared
     out among them; every step ends with the gradient all-reduce, so rank 0's step times are the group's."""
     per_proc = threads_per_process(threads, procs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(per_proc), MKL_NUM_THREADS=str(per_proc))
+    env = training_env(dict(os.environ, OMP_NUM_THREADS=str(per_proc), MKL_NUM_THREADS=str(per_proc)))
     with tempfile.TemporaryDirectory() as tmp:
         spec, out, log_dir = (os.path.join(tmp, n) for n in ("spec.json", "out.json", "log"))
         with open(spec, "w") as f:

@@ -101,6 +101,9 @@ def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
 def time_cases(cases: Sequence[Case], kind: str, warmup: int, runs: int, threads: int) -> Dict[str, Dict[str, float]]:
     """Time ``cases`` (all dygraph or all predictor) interleaved round-robin in this process."""
     from tqdm import tqdm
+
+    from edgevit_paddle import kernels
+    kernels.set_threads(threads)  # our compiled kernels use the threads Paddle's math library is given, no more
     with tempfile.TemporaryDirectory() as tmp:
         runners = _dygraph_runners(cases) if kind == "dygraph" else _predictor_runners(cases, threads, tmp)  # or ORT
         for run in runners.values():

@@ -1,14 +1,16 @@
-"""Compiled CPU kernels for what Paddle 3.3.1 runs slowly in dygraph training: depthwise convolution (forward and
-backward; EdgeViT's 5x5 LocalAgg and 3x3 positional encodings) and the depthwise transposed convolution of LocalProp.
+"""Compiled CPU kernels for what Paddle 3.3.1 runs slowly, mostly on one thread, in dygraph training: depthwise
+convolution forward and backward (EdgeViT's 5x5 LocalAgg and 3x3 positional encodings), the depthwise transposed
+convolution of LocalProp, exact GELU, GroupNorm and the convolutions' per-channel bias add.
 
-They are Paddle custom operators (``paddle.utils.cpp_extension``, ``depthwise.cc``: OpenMP over the N*C planes, inner
-loops vectorised for the machine's CPU with ``-march=native``). Built on first use into a cache
-(``$EDGEVIT_KERNELS_DIR``, default ``~/.cache/edgevit_paddle/kernels/<key>``; the key covers the source, Paddle's
+They are Paddle custom operators (``paddle.utils.cpp_extension``; ``depthwise.cc``, ``elementwise.cc``): the work is
+split over the cores by ``parallel.h`` (threads started and joined per call, so none spins between calls) and the
+inner loops are vectorised for the machine's CPU (``-march=native``). Built on first use into a cache
+(``$EDGEVIT_KERNELS_DIR``, default ``~/.cache/edgevit_paddle/kernels/<key>``; the key covers the sources, Paddle's
 version, the compiler flags and the CPU's instruction sets, so another machine builds its own): about 15 s once,
 then loaded in well under a second. Where no compiler is found or the build fails, one warning says why and the
 layers use Paddle's own ops (same results). ``EDGEVIT_KERNELS=0`` switches them off.
 
-Used by ``layers.conv`` in dygraph on CPU float32 only: GPUs keep cuDNN, and an exported program keeps Paddle's
+Used by ``layers`` in dygraph on CPU float32 only: GPUs keep cuDNN, and an exported program keeps Paddle's
 standard ops (the same weights; deploying needs no library of ours).
 """
 from __future__ import annotations
@@ -23,12 +25,30 @@ from typing import Optional
 
 import paddle
 
-SOURCES = [os.path.join(os.path.dirname(os.path.abspath(__file__)), f) for f in ("depthwise.cc", "elementwise.cc")]
+_HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = [os.path.join(_HERE, f) for f in ("depthwise.cc", "elementwise.cc")]
+HEADERS = [os.path.join(_HERE, "parallel.h")]
 NAME = "edgevit_kernels"
-CXX_FLAGS = ["-O3", "-march=native", "-fopenmp"]
-LD_FLAGS = ["-fopenmp"]
+# -fopenmp-simd: OpenMP's simd pragmas only, no OpenMP runtime (threads come from parallel.h)
+CXX_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-pthread"]
+LD_FLAGS = ["-pthread"]
 
 _state = {"ready": None, "reason": "", "threads": None}
+
+#: what a training process's environment needs before Paddle loads (libgomp reads it then): Paddle's own OpenMP loops
+#: let their idle threads sleep at once instead of spinning, which kept the cores from MKL and from our kernels
+#: (gn/conv training at batch 32: 18.1 -> 20.6 images/s). Not for inference: it slowed Paddle Inference's oneDNN at
+#: batch 1 from 24.6-28.3 to 34.6-35.6 ms (ONNX Runtime unaffected), so only the training tool and the benchmark's
+#: training workers set it, and a user's own setting wins.
+TRAINING_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def training_env(env=None) -> dict:
+    """``env`` (default ``os.environ``) with ``TRAINING_ENV`` added where it does not set those variables."""
+    env = dict(os.environ if env is None else env)
+    for key, value in TRAINING_ENV.items():
+        env.setdefault(key, value)
+    return env
 
 
 def _cpu_flags() -> str:
@@ -45,7 +65,7 @@ def _cpu_flags() -> str:
 def cache_dir() -> str:
     """Where the build for this source, Paddle, compiler flags and CPU lives."""
     code = b""
-    for path in SOURCES:
+    for path in SOURCES + HEADERS:
         with open(path, "rb") as f:
             code += f.read()
     key = hashlib.sha1(code + repr((paddle.__version__, CXX_FLAGS, sys.version_info[:2], _cpu_flags())).encode())
@@ -73,7 +93,7 @@ def _build(folder: str) -> None:
             lg.setLevel(logging.ERROR)
         try:
             load(name=NAME, sources=SOURCES, extra_cxx_cflags=CXX_FLAGS, extra_ldflags=LD_FLAGS,
-                 build_directory=folder)
+                 extra_include_paths=[_HERE], build_directory=folder)
         finally:
             for lg, level in zip(quiet, levels):
                 lg.setLevel(level)
@@ -108,8 +128,7 @@ def available() -> bool:
         warnings.warn(f"edgevit_paddle: compiled CPU kernels unavailable, using Paddle's ops: {_state['reason']}")
         return False
     _state["ready"] = True
-    if _state["threads"]:
-        set_threads(_state["threads"])
+    set_threads(_state["threads"])
     return True
 
 
@@ -120,11 +139,16 @@ def usable(x) -> bool:
     return paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32 and available()
 
 
+def default_threads() -> int:
+    """The cores this process may run on (not ``OMP_NUM_THREADS``: importing Paddle sets it to 1 when it is unset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def set_threads(n: Optional[int]) -> None:
-    """The threads our kernels use (default: OpenMP's, i.e. the cores); the trainer sets what Paddle uses."""
+    """The threads our kernels use (None: ``default_threads()``); the trainer passes what it gives Paddle."""
     _state["threads"] = n
-    if _state["ready"] and n:
-        _run("edgevit_set_threads", paddle.zeros([1]), int(n))
+    if _state["ready"]:
+        _run("edgevit_set_threads", paddle.zeros([1]), int(n or default_threads()))
 
 
 def _run(op: str, *args):
@@ -136,6 +160,11 @@ def _run(op: str, *args):
 def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, padding: int) -> paddle.Tensor:
     """Stride-1 depthwise convolution, ``weight`` [C, 1, K, K], K = 2 * padding + 1 (no bias)."""
     return _run("edgevit_dwconv", x, weight, int(padding))
+
+
+def bias_add(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
+    """``x`` [N, C, ...] plus a per-channel ``bias`` [C]."""
+    return _run("edgevit_bias_add", x, bias)
 
 
 def gelu(x: paddle.Tensor) -> paddle.Tensor:

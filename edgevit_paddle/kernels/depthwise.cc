@@ -1,32 +1,23 @@
 // Depthwise convolutions for EdgeViT's CPU training, as Paddle custom operators (paddle.utils.cpp_extension).
 //
 // Paddle 3.3.1's CPU depthwise convolution runs on one thread with an im2col per channel; these run the N*C planes
-// in parallel (OpenMP) with the inner loops over a row, which the compiler vectorises (-O3 -march=native).
+// in parallel (parallel.h) with the inner loops over a row, which the compiler vectorises (-O3 -march=native).
 //
 //   edgevit_dwconv(x [N,C,H,W], w [C,1,K,K]; pad)        stride 1, dilation 1, zero padding `pad` (K odd, pad=K/2)
 //   edgevit_dwconv_t(x [N,C,H,W], w [C,1,R,R])           transposed, kernel = stride = R: y[.., i*R+a, j*R+b]
 //                                                         = x[.., i, j] * w[c, 0, a, b] (EdgeViT's LocalProp)
 // Float32, NCHW, contiguous. Bias is added outside (our Conv2D layers add it in Paddle's fast path).
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "paddle/extension.h"
+#include "parallel.h"
+
+using edgevit::parallel_for;
 
 namespace {
 
-int g_threads = 0;  // 0: OpenMP's default
-
-int threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
-
-}  // namespace
-
-// shared with elementwise.cc
-int edgevit_threads() { return threads(); }
-
-namespace {
 
 // out[i][j] = sum_{a,b} w[a][b] * xp[i + a][j + b], xp a (H+K-1) x (W+K-1) padded plane. With K a compile-time
 // constant the taps unroll into the vectorised j loop and the sum stays in registers.
@@ -101,15 +92,13 @@ std::vector<paddle::Tensor> DwConvForward(const paddle::Tensor& x, const paddle:
   float* od = out.data<float>();
   const int wp = W + 2 * pad;
   const size_t plane = static_cast<size_t>(H) * W;
-#pragma omp parallel num_threads(threads())
-  {
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(static_cast<size_t>(H + 2 * pad) * wp);
-#pragma omp for schedule(static)
-    for (int64_t nc = 0; nc < N * C; ++nc) {
+    for (int64_t nc = begin; nc < end; ++nc) {
       pad_plane(xd + nc * plane, H, W, pad, buf.data());
       correlate_plane(buf.data(), wp, wd + (nc % C) * K * K, K, od + nc * plane, H, W);
     }
-  }
+  });
   return {out};
 }
 
@@ -126,26 +115,25 @@ std::vector<paddle::Tensor> DwConvBackward(const paddle::Tensor& x, const paddle
   float* gwd = gw.data<float>();
   const int wp = W + 2 * pad;
   const size_t plane = static_cast<size_t>(H) * W;
-#pragma omp parallel num_threads(threads())
-  {
-    // K spare zeros after the padded plane: the dw dot products below run K - 1 floats past its end (against zeros
-    // of gp, but 0 * garbage can be NaN)
-    std::vector<float> buf(static_cast<size_t>(H + 2 * pad) * wp + K, 0.f);
-    std::vector<float> flipped(K * K);
-    // dx: the output gradient correlated with the kernel turned 180 degrees
-#pragma omp for schedule(static)
-    for (int64_t nc = 0; nc < N * C; ++nc) {
+  // K spare zeros after each padded plane: the dw dot products below run K - 1 floats past its end (against zeros
+  // of gp, but 0 * garbage can be NaN)
+  const size_t buf_size = static_cast<size_t>(H + 2 * pad) * wp + K;
+  // dx: the output gradient correlated with the kernel turned 180 degrees
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(buf_size, 0.f), flipped(K * K);
+    for (int64_t nc = begin; nc < end; ++nc) {
       const float* wc = wd + (nc % C) * K * K;
       for (int t = 0; t < K * K; ++t) flipped[t] = wc[K * K - 1 - t];
       pad_plane(gd + nc * plane, H, W, pad, buf.data());
       correlate_plane(buf.data(), wp, flipped.data(), K, gxd + nc * plane, H, W);
     }
-    // dw[c][a][b] = sum_n sum_ij gout[n,c,i,j] * xpad[n,c,i+a,j+b]; one channel per thread (no reduction races).
-    // gout is laid out with the padded row stride and zeros in the extra columns, so each tap is one contiguous dot
-    // product of length H * (W + 2p): the zeros cancel the terms that wrap into the next row.
-    std::vector<float> gp(static_cast<size_t>(H) * wp, 0.f);
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
+  });
+  // dw[c][a][b] = sum_n sum_ij gout[n,c,i,j] * xpad[n,c,i+a,j+b]; one channel per thread (no reduction races).
+  // gout is laid out with the padded row stride and zeros in the extra columns, so each tap is one contiguous dot
+  // product of length H * (W + 2p): the zeros cancel the terms that wrap into the next row.
+  parallel_for(C, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(buf_size, 0.f), gp(static_cast<size_t>(H) * wp, 0.f);
+    for (int64_t c = begin; c < end; ++c) {
       std::vector<double> acc(K * K, 0.0);
       for (int64_t n = 0; n < N; ++n) {
         const int64_t nc = n * C + c;
@@ -166,7 +154,7 @@ std::vector<paddle::Tensor> DwConvBackward(const paddle::Tensor& x, const paddle
       }
       for (int t = 0; t < K * K; ++t) gwd[c * K * K + t] = static_cast<float>(acc[t]);
     }
-  }
+  });
   return {gx, gw};
 }
 
@@ -201,19 +189,20 @@ std::vector<paddle::Tensor> DwConvTForward(const paddle::Tensor& x, const paddle
   const float* xd = x.data<float>();
   const float* wd = w.data<float>();
   float* od = out.data<float>();
-#pragma omp parallel for num_threads(threads()) schedule(static)
-  for (int64_t nc = 0; nc < N * C; ++nc) {
-    const float* xp = xd + nc * H * W;
-    const float* wc = wd + (nc % C) * R * R;
-    float* op = od + nc * HO * WO;
-    for (int i = 0; i < H; ++i)
-      for (int a = 0; a < R; ++a) {
-        float* orow = op + static_cast<int64_t>(i * R + a) * WO;
-        const float* xrow = xp + static_cast<int64_t>(i) * W;
-        for (int j = 0; j < W; ++j)
-          for (int b = 0; b < R; ++b) orow[j * R + b] = xrow[j] * wc[a * R + b];
-      }
-  }
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const float* xp = xd + nc * H * W;
+      const float* wc = wd + (nc % C) * R * R;
+      float* op = od + nc * HO * WO;
+      for (int i = 0; i < H; ++i)
+        for (int a = 0; a < R; ++a) {
+          float* orow = op + static_cast<int64_t>(i * R + a) * WO;
+          const float* xrow = xp + static_cast<int64_t>(i) * W;
+          for (int j = 0; j < W; ++j)
+            for (int b = 0; b < R; ++b) orow[j * R + b] = xrow[j] * wc[a * R + b];
+        }
+    }
+  });
   return {out};
 }
 
@@ -230,10 +219,8 @@ std::vector<paddle::Tensor> DwConvTBackward(const paddle::Tensor& x, const paddl
   float* gxd = gx.data<float>();
   float* gwd = gw.data<float>();
   const int64_t in_plane = static_cast<int64_t>(H) * W, out_plane = in_plane * R * R;
-#pragma omp parallel num_threads(threads())
-  {
-#pragma omp for schedule(static)
-    for (int64_t nc = 0; nc < N * C; ++nc) {
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
       const float* wc = wd + (nc % C) * R * R;
       const float* g = gd + nc * out_plane;
       float* gxp = gxd + nc * in_plane;
@@ -245,8 +232,9 @@ std::vector<paddle::Tensor> DwConvTBackward(const paddle::Tensor& x, const paddl
           gxp[i * W + j] = s;
         }
     }
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
+  });
+  parallel_for(C, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
       std::vector<double> acc(R * R, 0.0);
       for (int64_t n = 0; n < N; ++n) {
         const int64_t nc = n * C + c;
@@ -262,7 +250,7 @@ std::vector<paddle::Tensor> DwConvTBackward(const paddle::Tensor& x, const paddl
       }
       for (int t = 0; t < R * R; ++t) gwd[c * R * R + t] = static_cast<float>(acc[t]);
     }
-  }
+  });
   return {gx, gw};
 }
 
@@ -284,8 +272,13 @@ PD_BUILD_GRAD_OP(edgevit_dwconv_t)
 
 // ------------------------------------------------------------------------------------------ threads
 
+int& edgevit::thread_count() {
+  static int n = 1;
+  return n;
+}
+
 std::vector<paddle::Tensor> SetThreads(const paddle::Tensor& x, int n) {
-  g_threads = n;
+  edgevit::thread_count() = std::max(1, n);
   return {x};
 }
 

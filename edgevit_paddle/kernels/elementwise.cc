@@ -4,8 +4,6 @@
 //
 //   edgevit_gelu(x) = 0.5 x (1 + erf(x / sqrt 2))
 //   edgevit_group_norm(x [N,C,*], gamma [C], beta [C]; groups, eps) -> (y, mean [N*G], rstd [N*G])
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,8 +11,9 @@
 #include <vector>
 
 #include "paddle/extension.h"
+#include "parallel.h"
 
-extern int edgevit_threads();  // depthwise.cc
+using edgevit::parallel_for;
 
 namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752f;
@@ -66,8 +65,10 @@ std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
   const float* xd = x.data<float>();
   float* od = out.data<float>();
   const int64_t n = x.numel();
-#pragma omp parallel for simd num_threads(edgevit_threads()) schedule(static)
-  for (int64_t i = 0; i < n; ++i) od[i] = 0.5f * xd[i] * (1.f + erf_fast(xd[i] * kInvSqrt2));
+  parallel_for(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) od[i] = 0.5f * xd[i] * (1.f + erf_fast(xd[i] * kInvSqrt2));
+  });
   return {out};
 }
 
@@ -77,13 +78,15 @@ std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x, const paddle::
   const float* gd = gout.data<float>();
   float* gxd = gx.data<float>();
   const int64_t n = x.numel();
-#pragma omp parallel for simd num_threads(edgevit_threads()) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = xd[i];
-    const float cdf = 0.5f * (1.f + erf_fast(v * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * exp_nonpositive(-0.5f * v * v);
-    gxd[i] = gd[i] * (cdf + v * pdf);
-  }
+  parallel_for(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = xd[i];
+      const float cdf = 0.5f * (1.f + erf_fast(v * kInvSqrt2));
+      const float pdf = kInvSqrt2Pi * exp_nonpositive(-0.5f * v * v);
+      gxd[i] = gd[i] * (cdf + v * pdf);
+    }
+  });
   return {gx};
 }
 
@@ -122,18 +125,19 @@ std::vector<paddle::Tensor> GroupNormForward(const paddle::Tensor& x, const padd
   const int64_t len = CG * HW;
   // per (n, c) partial sums in parallel, the group statistics from them, then the normalisation in parallel
   std::vector<double> ps(N * C), pss(N * C);
-#pragma omp parallel for num_threads(edgevit_threads()) schedule(static)
-  for (int64_t nc = 0; nc < N * C; ++nc) {
-    const float* xc = xd + nc * HW;
-    float a = 0.f, b = 0.f;
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t i = 0; i < HW; ++i) {
-      a += xc[i];
-      b += xc[i] * xc[i];
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const float* xc = xd + nc * HW;
+      float a = 0.f, b = 0.f;
+  #pragma omp simd reduction(+ : a, b)
+      for (int64_t i = 0; i < HW; ++i) {
+        a += xc[i];
+        b += xc[i] * xc[i];
+      }
+      ps[nc] = a;
+      pss[nc] = b;
     }
-    ps[nc] = a;
-    pss[nc] = b;
-  }
+  });
   for (int64_t ng = 0; ng < N * G; ++ng) {
     const int64_t n = ng / G, g = ng % G;
     double s = 0.0, ss = 0.0;
@@ -145,15 +149,16 @@ std::vector<paddle::Tensor> GroupNormForward(const paddle::Tensor& x, const padd
     md[ng] = static_cast<float>(m);
     rd[ng] = static_cast<float>(1.0 / std::sqrt(std::max(ss / len - m * m, 0.0) + eps));
   }
-#pragma omp parallel for num_threads(edgevit_threads()) schedule(static)
-  for (int64_t nc = 0; nc < N * C; ++nc) {
-    const int64_t c = nc % C, ng = (nc / C) * G + c / CG;
-    const float a = rd[ng] * gm[c], b = bt[c] - md[ng] * a;
-    const float* xc = xd + nc * HW;
-    float* oc = od + nc * HW;
-#pragma omp simd
-    for (int64_t i = 0; i < HW; ++i) oc[i] = xc[i] * a + b;
-  }
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t c = nc % C, ng = (nc / C) * G + c / CG;
+      const float a = rd[ng] * gm[c], b = bt[c] - md[ng] * a;
+      const float* xc = xd + nc * HW;
+      float* oc = od + nc * HW;
+  #pragma omp simd
+      for (int64_t i = 0; i < HW; ++i) oc[i] = xc[i] * a + b;
+    }
+  });
   return {out, mean, rstd};
 }
 
@@ -173,21 +178,22 @@ std::vector<paddle::Tensor> GroupNormBackward(const paddle::Tensor& x, const pad
   float* gxd = gx.data<float>();
   // per (n, c): sum(dy) and sum(dy * xhat); the affine's gradients and dx follow from them
   std::vector<float> sdy(N * C), sdyx(N * C);
-#pragma omp parallel for num_threads(edgevit_threads()) schedule(static)
-  for (int64_t nc = 0; nc < N * C; ++nc) {
-    const int64_t ng = (nc / C) * G + (nc % C) / CG;
-    const float m = md[ng], r = rd[ng];
-    const float* xc = xd + nc * HW;
-    const float* gc = gd + nc * HW;
-    float a = 0.f, b = 0.f;
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t i = 0; i < HW; ++i) {
-      a += gc[i];
-      b += gc[i] * (xc[i] - m) * r;
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t ng = (nc / C) * G + (nc % C) / CG;
+      const float m = md[ng], r = rd[ng];
+      const float* xc = xd + nc * HW;
+      const float* gc = gd + nc * HW;
+      float a = 0.f, b = 0.f;
+  #pragma omp simd reduction(+ : a, b)
+      for (int64_t i = 0; i < HW; ++i) {
+        a += gc[i];
+        b += gc[i] * (xc[i] - m) * r;
+      }
+      sdy[nc] = a;
+      sdyx[nc] = b;
     }
-    sdy[nc] = a;
-    sdyx[nc] = b;
-  }
+  });
   float* ggd = ggamma.data<float>();
   float* gbd = gbeta.data<float>();
   for (int64_t c = 0; c < C; ++c) {
@@ -211,16 +217,17 @@ std::vector<paddle::Tensor> GroupNormBackward(const paddle::Tensor& x, const pad
     k1[ng] = static_cast<float>(a / len);
     k2[ng] = static_cast<float>(b / len);
   }
-#pragma omp parallel for num_threads(edgevit_threads()) schedule(static)
-  for (int64_t nc = 0; nc < N * C; ++nc) {
-    const int64_t c = nc % C, ng = (nc / C) * G + c / CG;
-    const float m = md[ng], r = rd[ng], gmc = gm[c], a = k1[ng], b = k2[ng];
-    const float* xc = xd + nc * HW;
-    const float* gc = gd + nc * HW;
-    float* oc = gxd + nc * HW;
-#pragma omp simd
-    for (int64_t i = 0; i < HW; ++i) oc[i] = r * (gmc * gc[i] - a - (xc[i] - m) * r * b);
-  }
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t c = nc % C, ng = (nc / C) * G + c / CG;
+      const float m = md[ng], r = rd[ng], gmc = gm[c], a = k1[ng], b = k2[ng];
+      const float* xc = xd + nc * HW;
+      const float* gc = gd + nc * HW;
+      float* oc = gxd + nc * HW;
+  #pragma omp simd
+      for (int64_t i = 0; i < HW; ++i) oc[i] = r * (gmc * gc[i] - a - (xc[i] - m) * r * b);
+    }
+  });
   return {gx, ggamma, gbeta};
 }
 
@@ -248,3 +255,66 @@ PD_BUILD_GRAD_OP(edgevit_group_norm)
     .Outputs({paddle::Grad("X"), paddle::Grad("Gamma"), paddle::Grad("Beta")})
     .Attrs({"groups: int", "eps: float"})
     .SetKernelFn(PD_KERNEL(GroupNormBackward));
+
+// ------------------------------------------------------------------------------------------ per-channel bias, NCHW
+// y = x + b[c]; the backward sums the output gradient per channel over the cores (Paddle's broadcast-add gradient
+// reduces on one thread) and hands the gradient through for x.
+
+std::vector<paddle::Tensor> BiasAddForward(const paddle::Tensor& x, const paddle::Tensor& b) {
+  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "edgevit_bias_add: CPU float32 only");
+  const int64_t N = x.shape()[0], C = x.shape()[1], HW = x.numel() / (N * C);
+  auto out = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const float* xd = x.data<float>();
+  const float* bd = b.data<float>();
+  float* od = out.data<float>();
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const float v = bd[nc % C];
+      const float* xc = xd + nc * HW;
+      float* oc = od + nc * HW;
+  #pragma omp simd
+      for (int64_t i = 0; i < HW; ++i) oc[i] = xc[i] + v;
+    }
+  });
+  return {out};
+}
+
+std::vector<paddle::Tensor> BiasAddBackward(const paddle::Tensor& x, const paddle::Tensor& b,
+                                            const paddle::Tensor& gout) {
+  const int64_t N = gout.shape()[0], C = gout.shape()[1], HW = gout.numel() / (N * C);
+  auto gb = paddle::empty({C}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const float* gd = gout.data<float>();
+  float* gbd = gb.data<float>();
+  parallel_for(C, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double acc = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* gc = gd + (n * C + c) * HW;
+        float s = 0.f;
+  #pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < HW; ++i) s += gc[i];
+        acc += s;
+      }
+      gbd[c] = static_cast<float>(acc);
+    }
+  });
+  return {gout, gb};
+}
+
+std::vector<std::vector<int64_t>> BiasAddShape(const std::vector<int64_t>& x, const std::vector<int64_t>& b) {
+  return {x};
+}
+
+std::vector<paddle::DataType> BiasAddDtype(const paddle::DataType& x, const paddle::DataType& b) { return {x}; }
+
+PD_BUILD_OP(edgevit_bias_add)
+    .Inputs({"X", "B"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(BiasAddForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(BiasAddShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(BiasAddDtype));
+
+PD_BUILD_GRAD_OP(edgevit_bias_add)
+    .Inputs({"X", "B", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("B")})
+    .SetKernelFn(PD_KERNEL(BiasAddBackward));

@@ -20,6 +20,16 @@ from paddle.hapi import dynamic_flops
 from .. import kernels
 
 
+def _add_bias(out, bias):
+    """``out`` [N, C, H, W] plus a per-channel bias (dygraph): our kernel on CPU (its gradient sums over the cores),
+    else the add shaped ``[C, 1, 1]``."""
+    if bias is None:
+        return out
+    if kernels.usable(out):
+        return kernels.bias_add(out, bias)
+    return out + bias.reshape([-1, 1, 1])
+
+
 class Conv2D(nn.Conv2D):
     """``paddle.nn.Conv2D`` with a fast dygraph bias add (same parameters, same results)."""
 
@@ -35,7 +45,7 @@ class Conv2D(nn.Conv2D):
         if self._padding_mode == "zeros" and self._data_format == "NCHW" and self._compiled_depthwise() \
                 and kernels.usable(x):
             out = kernels.depthwise_conv2d(x, self.weight, self._kernel_size[0] // 2)
-            return out if self.bias is None else out + self.bias.reshape([-1, 1, 1])
+            return _add_bias(out, self.bias)
         if self.bias is None or self._padding_mode != "zeros" or self._data_format != "NCHW" \
                 or not paddle.in_dynamic_mode():
             return super().forward(x)
@@ -43,7 +53,7 @@ class Conv2D(nn.Conv2D):
                               padding_algorithm=self._padding_algorithm, dilation=self._dilation, groups=self._groups,
                               data_format=self._data_format, channel_dim=self._channel_dim, op_type=self._op_type,
                               use_cudnn=self._use_cudnn)
-        return out + self.bias.reshape([-1, 1, 1])
+        return _add_bias(out, self.bias)
 
 
 class Conv2DTranspose(nn.Conv2DTranspose):
@@ -59,14 +69,14 @@ class Conv2DTranspose(nn.Conv2DTranspose):
     def forward(self, x, output_size=None):
         if output_size is None and self._data_format == "NCHW" and self._compiled_depthwise() and kernels.usable(x):
             out = kernels.depthwise_conv2d_transpose(x, self.weight)
-            return out if self.bias is None else out + self.bias.reshape([-1, 1, 1])
+            return _add_bias(out, self.bias)
         if self.bias is None or output_size is not None or self._data_format != "NCHW" \
                 or not paddle.in_dynamic_mode():
             return super().forward(x, output_size)
         out = F.conv2d_transpose(x, self.weight, bias=None, padding=self._padding,
                                  output_padding=self.output_padding, stride=self._stride, dilation=self._dilation,
                                  groups=self._groups, data_format=self._data_format)
-        return out + self.bias.reshape([-1, 1, 1])
+        return _add_bias(out, self.bias)
 
 
 # paddle.flops matches layer types exactly: count ours as it counts its own convolutions.
