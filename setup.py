@@ -18,6 +18,8 @@ setup(
     long_description=open(os.path.join(here, "README.md")).read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["edgevit_paddle", "edgevit_paddle.*"]),
+    # the compiled kernels' sources: built on first use (edgevit_paddle/kernels/__init__.py)
+    package_data={"edgevit_paddle.kernels": ["*.cc", "*.h"]},
     python_requires=">=3.9",
     install_requires=requirements,
     # the tools, installed as commands that work from any folder (tools/*.py run the same code from a checkout)

@@ -92,13 +92,14 @@ def test_a_failed_build_warns_once_and_paddles_ops_run(monkeypatch, tmp_path):
     assert y.shape == [1, 4, 5, 5]
 
 
-def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch):
+@pytest.mark.parametrize("norm,ffn", [("gn", "conv"), ("ln", "linear")])
+def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch, norm, ffn):
     x = paddle.randn([2, 3, 64, 64])
     results = []
     for ready in (True, False):
         monkeypatch.setitem(kernels._state, "ready", ready)
         paddle.seed(3)
-        net = create_model("edgevit_xxs", num_classes=4, drop_path_rate=0.0)
+        net = create_model("edgevit_xxs", num_classes=4, drop_path_rate=0.0, norm=norm, ffn=ffn)
         y = net(x)
         (y * y).mean().backward()
         results.append((y.numpy(), {n: p.grad.numpy() for n, p in net.named_parameters() if p.grad is not None}))
@@ -129,3 +130,20 @@ def test_the_kernels_use_the_runs_threads_and_training_processes_sleep_idle_thre
     kernels.set_threads(None)
     assert kernels.training_env({})["OMP_WAIT_POLICY"] == "PASSIVE"
     assert kernels.training_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's wins
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5), (1, 1, 3), (3, 13), (2, 4, 4, 9)])
+def test_layer_norm_equals_paddles(shape):
+    x = paddle.randn(list(shape)) * 3 + 1
+    gamma, beta = paddle.randn([shape[-1]]), paddle.randn([shape[-1]])
+    close(grads(lambda a, g, b: kernels.layer_norm(a, g, b, 1e-6), x, gamma, beta),
+          grads(lambda a, g, b: F.layer_norm(a, shape[-1], g, b, 1e-6), x, gamma, beta), rtol=2e-5)
+
+
+def test_a_transposed_view_is_read_as_what_it_shows():
+    x = paddle.randn([2, 5, 6, 7])
+    view = x.transpose([0, 2, 3, 1])  # not contiguous
+    assert not view.is_contiguous()
+    gamma, beta = paddle.randn([5]), paddle.randn([5])
+    np.testing.assert_allclose(kernels.layer_norm(view, gamma, beta, 1e-5).numpy(),
+                               F.layer_norm(view, 5, gamma, beta, 1e-5).numpy(), rtol=1e-5, atol=1e-5)

@@ -1,6 +1,7 @@
 """Compiled CPU kernels for what Paddle 3.3.1 runs slowly, mostly on one thread, in dygraph training: depthwise
 convolution forward and backward (EdgeViT's 5x5 LocalAgg and 3x3 positional encodings), the depthwise transposed
-convolution of LocalProp, exact GELU, GroupNorm and the convolutions' per-channel bias add.
+convolution of LocalProp, exact GELU, GroupNorm, LayerNorm (last dimension) and the convolutions' per-channel bias
+add.
 
 They are Paddle custom operators (``paddle.utils.cpp_extension``; ``depthwise.cc``, ``elementwise.cc``): the work is
 split over the cores by ``parallel.h`` (threads started and joined per call, so none spins between calls) and the
@@ -152,7 +153,10 @@ def set_threads(n: Optional[int]) -> None:
 
 
 def _run(op: str, *args):
+    """Run a custom operator on contiguous tensors (the kernels read them as dense arrays; a transposed view is
+    copied first) and return its first output."""
     from paddle import _C_ops
+    args = [a.contiguous() if isinstance(a, paddle.Tensor) and not a.is_contiguous() else a for a in args]
     out = _C_ops._run_custom_op(op, *args)
     return out[0] if isinstance(out, (list, tuple)) else out
 
@@ -174,8 +178,12 @@ def gelu(x: paddle.Tensor) -> paddle.Tensor:
 
 def group_norm(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, groups: int, eps: float) -> paddle.Tensor:
     """GroupNorm of an [N, C, ...] tensor with a per-channel affine."""
-    out = paddle._C_ops._run_custom_op("edgevit_group_norm", x, weight, bias, int(groups), float(eps))
-    return out[0]
+    return _run("edgevit_group_norm", x, weight, bias, int(groups), float(eps))
+
+
+def layer_norm(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, eps: float) -> paddle.Tensor:
+    """LayerNorm over the last dimension with its affine."""
+    return _run("edgevit_layer_norm", x, weight, bias, float(eps))
 
 
 def depthwise_conv2d_transpose(x: paddle.Tensor, weight: paddle.Tensor) -> paddle.Tensor:

@@ -110,7 +110,8 @@ std::vector<paddle::Tensor> DwConvBackward(const paddle::Tensor& x, const paddle
   auto gw = paddle::empty({C, 1, K, K}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   const float* xd = x.data<float>();
   const float* wd = w.data<float>();
-  const float* gd = gout.data<float>();
+  const paddle::Tensor gdense = edgevit::dense(gout);
+  const float* gd = gdense.data<float>();
   float* gxd = gx.data<float>();
   float* gwd = gw.data<float>();
   const int wp = W + 2 * pad;
@@ -215,7 +216,8 @@ std::vector<paddle::Tensor> DwConvTBackward(const paddle::Tensor& x, const paddl
   auto gw = paddle::empty({C, 1, R, R}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   const float* xd = x.data<float>();
   const float* wd = w.data<float>();
-  const float* gd = gout.data<float>();
+  const paddle::Tensor gdense = edgevit::dense(gout);
+  const float* gd = gdense.data<float>();
   float* gxd = gx.data<float>();
   float* gwd = gw.data<float>();
   const int64_t in_plane = static_cast<int64_t>(H) * W, out_plane = in_plane * R * R;

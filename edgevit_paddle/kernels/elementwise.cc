@@ -75,7 +75,8 @@ std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
 std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x, const paddle::Tensor& gout) {
   auto gx = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
   const float* xd = x.data<float>();
-  const float* gd = gout.data<float>();
+  const paddle::Tensor gdense = edgevit::dense(gout);
+  const float* gd = gdense.data<float>();
   float* gxd = gx.data<float>();
   const int64_t n = x.numel();
   parallel_for(n, [&](int64_t begin, int64_t end) {
@@ -174,7 +175,8 @@ std::vector<paddle::Tensor> GroupNormBackward(const paddle::Tensor& x, const pad
   const float* gm = gamma.data<float>();
   const float* md = mean.data<float>();
   const float* rd = rstd.data<float>();
-  const float* gd = gout.data<float>();
+  const paddle::Tensor gdense = edgevit::dense(gout);
+  const float* gd = gdense.data<float>();
   float* gxd = gx.data<float>();
   // per (n, c): sum(dy) and sum(dy * xhat); the affine's gradients and dx follow from them
   std::vector<float> sdy(N * C), sdyx(N * C);
@@ -283,7 +285,8 @@ std::vector<paddle::Tensor> BiasAddBackward(const paddle::Tensor& x, const paddl
                                             const paddle::Tensor& gout) {
   const int64_t N = gout.shape()[0], C = gout.shape()[1], HW = gout.numel() / (N * C);
   auto gb = paddle::empty({C}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  const float* gd = gout.data<float>();
+  const paddle::Tensor gdense = edgevit::dense(gout);
+  const float* gd = gdense.data<float>();
   float* gbd = gb.data<float>();
   parallel_for(C, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
@@ -318,3 +321,121 @@ PD_BUILD_GRAD_OP(edgevit_bias_add)
     .Inputs({"X", "B", paddle::Grad("Out")})
     .Outputs({paddle::Grad("X"), paddle::Grad("B")})
     .SetKernelFn(PD_KERNEL(BiasAddBackward));
+
+// ------------------------------------------------------------------------------------------ LayerNorm, last dim
+// y = (x - mean) * rstd * gamma + beta over the last dimension C of each row; Paddle's backward runs on one thread.
+
+std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x, const paddle::Tensor& gamma,
+                                             const paddle::Tensor& beta, float eps) {
+  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "edgevit_layer_norm: CPU float32 only");
+  const int64_t C = x.shape().back(), M = x.numel() / C;
+  auto out = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
+  auto mean = paddle::empty({M}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  auto rstd = paddle::empty({M}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const float* xd = x.data<float>();
+  const float* gm = gamma.data<float>();
+  const float* bt = beta.data<float>();
+  float* od = out.data<float>();
+  float* md = mean.data<float>();
+  float* rd = rstd.data<float>();
+  parallel_for(M, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      const float* xr = xd + m * C;
+      float s = 0.f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < C; ++c) s += xr[c];
+      const float mu = s / C;
+      float v = 0.f;
+#pragma omp simd reduction(+ : v)
+      for (int64_t c = 0; c < C; ++c) v += (xr[c] - mu) * (xr[c] - mu);
+      const float r = 1.f / std::sqrt(v / C + eps);
+      md[m] = mu;
+      rd[m] = r;
+      float* orow = od + m * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) orow[c] = (xr[c] - mu) * r * gm[c] + bt[c];
+    }
+  });
+  return {out, mean, rstd};
+}
+
+std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x, const paddle::Tensor& gamma,
+                                              const paddle::Tensor& mean, const paddle::Tensor& rstd,
+                                              const paddle::Tensor& gout, float eps) {
+  const int64_t C = x.shape().back(), M = x.numel() / C;
+  auto gx = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
+  auto ggamma = paddle::empty({C}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  auto gbeta = paddle::empty({C}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const float* xd = x.data<float>();
+  const float* gm = gamma.data<float>();
+  const float* md = mean.data<float>();
+  const float* rd = rstd.data<float>();
+  const paddle::Tensor gdense = edgevit::dense(gout);
+  const float* gd = gdense.data<float>();
+  float* gxd = gx.data<float>();
+  // dgamma / dbeta: per-chunk partial sums (one chunk per thread), added in order afterwards
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(edgevit::thread_count(), M));
+  std::vector<double> pg(chunks * C, 0.0), pb(chunks * C, 0.0);
+  const int64_t per = (M + chunks - 1) / chunks;
+  parallel_for(chunks, [&](int64_t cb, int64_t ce) {
+    for (int64_t k = cb; k < ce; ++k) {
+      std::vector<float> sg(C, 0.f), sb(C, 0.f);
+      for (int64_t m = k * per; m < std::min(M, (k + 1) * per); ++m) {
+        const float* xr = xd + m * C;
+        const float* gr = gd + m * C;
+        const float mu = md[m], r = rd[m];
+        float a = 0.f, b = 0.f;
+#pragma omp simd reduction(+ : a, b)
+        for (int64_t c = 0; c < C; ++c) {
+          const float xh = (xr[c] - mu) * r, g = gr[c] * gm[c];
+          a += g;
+          b += g * xh;
+          sg[c] += gr[c] * xh;
+          sb[c] += gr[c];
+        }
+        a /= C;
+        b /= C;
+        float* o = gxd + m * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) o[c] = r * (gr[c] * gm[c] - a - (xr[c] - mu) * r * b);
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        pg[k * C + c] = sg[c];
+        pb[k * C + c] = sb[c];
+      }
+    }
+  });
+  float* ggd = ggamma.data<float>();
+  float* gbd = gbeta.data<float>();
+  for (int64_t c = 0; c < C; ++c) {
+    double a = 0.0, b = 0.0;
+    for (int64_t k = 0; k < chunks; ++k) {
+      a += pg[k * C + c];
+      b += pb[k * C + c];
+    }
+    ggd[c] = static_cast<float>(a);
+    gbd[c] = static_cast<float>(b);
+  }
+  return {gx, ggamma, gbeta};
+}
+
+std::vector<std::vector<int64_t>> LayerNormShape(const std::vector<int64_t>& x, const std::vector<int64_t>& g,
+                                                 const std::vector<int64_t>& b, float eps) {
+  int64_t m = 1;
+  for (size_t i = 0; i + 1 < x.size(); ++i) m = (x[i] < 0 || m < 0) ? -1 : m * x[i];
+  return {x, {m}, {m}};
+}
+
+PD_BUILD_OP(edgevit_layer_norm)
+    .Inputs({"X", "Gamma", "Beta"})
+    .Outputs({"Out", "Mean", "Rstd"})
+    .Attrs({"eps: float"})
+    .SetKernelFn(PD_KERNEL(LayerNormForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(LayerNormShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(GroupNormDtype));
+
+PD_BUILD_GRAD_OP(edgevit_layer_norm)
+    .Inputs({"X", "Gamma", "Mean", "Rstd", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Gamma"), paddle::Grad("Beta")})
+    .Attrs({"eps: float"})
+    .SetKernelFn(PD_KERNEL(LayerNormBackward));

@@ -14,6 +14,12 @@ namespace edgevit {
 // threads used by every kernel (set from Python: the run's thread count)
 int& thread_count();
 
+// a tensor the kernels can read as a dense array (an output gradient may come as a strided view)
+template <class T>
+T dense(const T& t) {
+  return t.is_contiguous() ? t : t.contiguous();
+}
+
 // body(begin, end) over [0, n) in one contiguous chunk per thread
 template <class Body>
 void parallel_for(int64_t n, Body&& body) {
