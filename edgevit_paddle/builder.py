@@ -14,13 +14,7 @@ import paddle.nn as nn
 from .errors import ConfigError, ModelError
 from .layers.patch_embed import check_image_input
 from .registry import create_model
-from .weights import check_identity, load_fitting_weights, load_weights, saved_identity
-
-
-def _head_classes(state: Dict[str, Any]) -> Optional[int]:
-    head = state.get("head.weight")  # ``head`` is the classifier of every model here (Linear: [in, out])
-    return int(head.shape[1]) if head is not None and len(head.shape) == 2 else None
-
+from .weights import check_identity, head_classes, load_fitting_weights, load_weights, saved_identity
 
 #: ``Model`` keys that are not ``create_model`` arguments
 _NOT_ARGUMENTS = ("name", "freeze_stages")
@@ -57,7 +51,7 @@ def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = No
         state = load_weights(weights)
         identity = saved_identity(weights, state)
         if num_classes is None and kwargs.get("num_classes") is None:
-            num_classes = (identity or {}).get("num_classes") or _head_classes(state)
+            num_classes = (identity or {}).get("num_classes") or head_classes(state)
     if channels is not None:
         kwargs["in_chans"] = channels
     if num_classes is not None:

@@ -106,6 +106,12 @@ def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> N
     net.set_state_dict(state)
 
 
+def head_classes(state: Dict[str, Any]) -> Optional[int]:
+    """The class count of weights, from their classifier (``head``, a Linear [in, out], in every model here)."""
+    head = state.get("head.weight")
+    return int(head.shape[1]) if head is not None and len(head.shape) == 2 else None
+
+
 def compare_tensors(own: Dict[str, Any], state: Dict[str, Any], skip: Collection[str] = ()
                     ) -> Tuple[List[str], List[str], List[str]]:
     """(missing, unexpected, mis-shaped) tensor names of ``state`` against a model's ``own`` state dict, leaving out

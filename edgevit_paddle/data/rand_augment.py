@@ -17,8 +17,11 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from ..errors import ConfigError
+from ..model_cfg import IMAGENET_MEAN
 
 _LEVEL_DENOM = 10.0
+#: timm's fill colour: the dataset mean in 0..255
+_IMAGENET_FILL = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
@@ -130,7 +133,7 @@ class RandAugment:
     """
 
     def __init__(self, config_str: str = "rand-m9-mstd0.5-inc1", interpolation: str = "bicubic",
-                 fill: Sequence[int] = (124, 116, 104), translate_pct: float = 0.45, prob: float = 0.5):
+                 fill: Sequence[int] = _IMAGENET_FILL, translate_pct: float = 0.45, prob: float = 0.5):
         parts = str(config_str).split("-")
         if parts[0] != "rand":
             raise ConfigError(f"RandAugment config_str '{config_str}' must start with 'rand-', e.g. "

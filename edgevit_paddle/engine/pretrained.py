@@ -30,6 +30,7 @@ from ..model_cfg import identity_diff
 from ..weights import (
     IDENTITY_KEY,
     compare_tensors,
+    head_classes,
     load_weights,
     model_identity,
     resolved_identity,
@@ -114,8 +115,7 @@ def load_pretrained(net: nn.Layer, path: str, strict: bool = True, any_variant: 
         _check_variant(net, identity, source)
     own = net.state_dict()
     head = [k for k in own if k.startswith("head.")]
-    weights_classes = int(state["head.weight"].shape[1]) if "head.weight" in state and \
-        len(state["head.weight"].shape) == 2 else None
+    weights_classes = head_classes(state)
     reset_head = weights_classes is not None and weights_classes != net.num_classes
     missing, unexpected, misshaped = compare_tensors(own, state, head if reset_head else ())
     problems = tensor_problems(missing, unexpected, misshaped)
