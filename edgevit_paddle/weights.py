@@ -96,13 +96,12 @@ def check_identity(net: nn.Layer, saved: Optional[Dict[str, Any]], source: str) 
 
 def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> None:
     """Set ``state`` on ``net`` after checking every tensor is there with its shape; else a one-line error."""
-    own = net.state_dict()
     state = {k: v for k, v in state.items() if k != IDENTITY_KEY}
-    bad = [k for k in own if k not in state or list(state[k].shape) != list(own[k].shape)]
-    if bad:
+    missing, _, misshaped = compare_tensors(net.state_dict(), state)  # extra tensors are ignored, as Paddle does
+    if missing or misshaped:
         what = f"{net.model_name} ({net.default_cfg.variant_label()})" if net.default_cfg.variant else net.model_name
-        raise WeightsError(f"weights '{source}' do not fit {what}: missing or different {', '.join(bad[:5])}"
-                           f"{' ...' if len(bad) > 5 else ''}; use the run's config.yaml")
+        raise WeightsError(f"weights '{source}' do not fit {what}: {tensor_problems(missing, [], misshaped, limit=5)}; "
+                           "use the run's config.yaml")
     net.set_state_dict(state)
 
 
@@ -123,13 +122,19 @@ def compare_tensors(own: Dict[str, Any], state: Dict[str, Any], skip: Collection
     return missing, unexpected, misshaped
 
 
-def tensor_problems(missing: List[str], unexpected: List[str], misshaped: List[str]) -> str:
-    """``compare_tensors``' findings in one line (empty when there are none)."""
+def tensor_problems(missing: List[str], unexpected: List[str], misshaped: List[str],
+                    limit: Optional[int] = None) -> str:
+    """``compare_tensors``' findings in one line (empty when there are none); ``limit`` names at most that many of
+    each kind."""
+    def names(items: List[str], sep: str) -> str:
+        shown = items if limit is None else items[:limit]
+        return sep.join(shown) + (" ..." if len(shown) < len(items) else "")
+
     parts = []
     if missing:
-        parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+        parts.append(f"missing keys ({len(missing)}): {names(missing, ', ')}")
     if unexpected:
-        parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        parts.append(f"unexpected keys ({len(unexpected)}): {names(unexpected, ', ')}")
     if misshaped:
-        parts.append(f"shape mismatches ({len(misshaped)}): {'; '.join(misshaped)}")
+        parts.append(f"shape mismatches ({len(misshaped)}): {names(misshaped, '; ')}")
     return " | ".join(parts)

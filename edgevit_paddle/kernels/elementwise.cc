@@ -130,7 +130,7 @@ std::vector<paddle::Tensor> GroupNormForward(const paddle::Tensor& x, const padd
     for (int64_t nc = begin; nc < end; ++nc) {
       const float* xc = xd + nc * HW;
       float a = 0.f, b = 0.f;
-  #pragma omp simd reduction(+ : a, b)
+#pragma omp simd reduction(+ : a, b)
       for (int64_t i = 0; i < HW; ++i) {
         a += xc[i];
         b += xc[i] * xc[i];
@@ -156,7 +156,7 @@ std::vector<paddle::Tensor> GroupNormForward(const paddle::Tensor& x, const padd
       const float a = rd[ng] * gm[c], b = bt[c] - md[ng] * a;
       const float* xc = xd + nc * HW;
       float* oc = od + nc * HW;
-  #pragma omp simd
+#pragma omp simd
       for (int64_t i = 0; i < HW; ++i) oc[i] = xc[i] * a + b;
     }
   });
@@ -187,7 +187,7 @@ std::vector<paddle::Tensor> GroupNormBackward(const paddle::Tensor& x, const pad
       const float* xc = xd + nc * HW;
       const float* gc = gd + nc * HW;
       float a = 0.f, b = 0.f;
-  #pragma omp simd reduction(+ : a, b)
+#pragma omp simd reduction(+ : a, b)
       for (int64_t i = 0; i < HW; ++i) {
         a += gc[i];
         b += gc[i] * (xc[i] - m) * r;
@@ -226,7 +226,7 @@ std::vector<paddle::Tensor> GroupNormBackward(const paddle::Tensor& x, const pad
       const float* xc = xd + nc * HW;
       const float* gc = gd + nc * HW;
       float* oc = gxd + nc * HW;
-  #pragma omp simd
+#pragma omp simd
       for (int64_t i = 0; i < HW; ++i) oc[i] = r * (gmc * gc[i] - a - (xc[i] - m) * r * b);
     }
   });
@@ -274,7 +274,7 @@ std::vector<paddle::Tensor> BiasAddForward(const paddle::Tensor& x, const paddle
       const float v = bd[nc % C];
       const float* xc = xd + nc * HW;
       float* oc = od + nc * HW;
-  #pragma omp simd
+#pragma omp simd
       for (int64_t i = 0; i < HW; ++i) oc[i] = xc[i] + v;
     }
   });
@@ -294,7 +294,7 @@ std::vector<paddle::Tensor> BiasAddBackward(const paddle::Tensor& x, const paddl
       for (int64_t n = 0; n < N; ++n) {
         const float* gc = gd + (n * C + c) * HW;
         float s = 0.f;
-  #pragma omp simd reduction(+ : s)
+#pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < HW; ++i) s += gc[i];
         acc += s;
       }
