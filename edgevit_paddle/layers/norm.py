@@ -27,22 +27,28 @@ def count_norm_macs(layer: nn.Layer, inputs, output) -> int:
 
 class LayerNorm(nn.LayerNorm):
     """``paddle.nn.LayerNorm`` over the last dimension, on our compiled kernel in dygraph on CPU
-    (``edgevit_paddle.kernels``; Paddle's backward runs on one thread). Same parameters and numbers."""
+    (``edgevit_paddle.kernels``; Paddle's backward runs on one thread). Same parameters and numbers; an exported
+    program keeps Paddle's ``layer_norm``."""
 
     count_macs = count_norm_macs
 
     def forward(self, x):
+        return self.normalize_last_dim(x)
+
+    def normalize_last_dim(self, x):
+        # not ``super().forward``: dy2static resolves ``super()`` against the instance's class, so a subclass calling
+        # this through ``super()`` would call itself (RecursionError at export)
         if len(self._normalized_shape) == 1 and self.weight is not None and self.bias is not None \
                 and kernels.usable(x):
             return kernels.layer_norm(x, self.weight, self.bias, self._epsilon)
-        return super().forward(x)
+        return F.layer_norm(x, self._normalized_shape, self.weight, self.bias, self._epsilon)
 
 
 class LayerNorm2d(LayerNorm):
     """LayerNorm over the channels of each pixel of an NCHW map (the original's token LayerNorm)."""
 
     def forward(self, x):
-        return super().forward(x.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])
+        return self.normalize_last_dim(x.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])
 
 
 def group_norm_for_export(x, groups: int, epsilon: float, weight, bias):
