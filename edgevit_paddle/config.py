@@ -92,7 +92,8 @@ SCHEMA: Dict[str, Any] = {
         "beta2": F(float, 0.999, minimum=0.0),
         "grad_clip": F(float, None, minimum=0.0),
         "Scheduler": {
-            "name": F(str, "cosine", choices=("constant", "cosine", "step")),
+            # timm_cosine: the authors' (DeiT's) per-epoch cosine, warm-up inside it (engine/optim.py TimmCosineLR)
+            "name": F(str, "cosine", choices=("constant", "cosine", "step", "timm_cosine")),
             "warmup_epochs": F(float, 0.0, minimum=0.0),
             "warmup_start_lr": F(float, 0.0, minimum=0.0),
             "by_epoch": F(bool, False),

@@ -11,6 +11,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+from PIL import Image
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -72,3 +73,25 @@ def to_channels(img: np.ndarray, channels: int = 3) -> np.ndarray:
         return np.repeat(img, 3, axis=2)
     grey = img[:, :, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return np.clip(np.rint(grey), 0, 255).astype(img.dtype)[:, :, None]
+
+
+#: PIL's filters by the names ``paddle.vision.transforms`` uses
+PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "box": Image.BOX,
+               "lanczos": Image.LANCZOS, "hamming": Image.HAMMING}
+
+
+def to_pil(img: np.ndarray) -> Image.Image:
+    """An HWC (or HW) uint8 array as a PIL image (one channel as mode ``L``)."""
+    return Image.fromarray(img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+
+
+def from_pil(pil: Image.Image, like: np.ndarray) -> np.ndarray:
+    """A PIL image back as an array of ``like``'s layout (HWC stays HWC with one channel)."""
+    out = np.asarray(pil)
+    return out[:, :, None] if like.ndim == 3 and out.ndim == 2 else out
+
+
+def resize_antialiased(img: np.ndarray, height: int, width: int, interpolation: str = "bicubic") -> np.ndarray:
+    """Resize with PIL, whose filters widen with the scale when shrinking (an antialiased resize, as timm's and
+    torchvision's PIL transforms do); OpenCV's ``INTER_CUBIC`` samples 4x4 pixels whatever the scale (aliasing)."""
+    return from_pil(to_pil(img).resize((int(width), int(height)), PIL_FILTERS[interpolation]), img)

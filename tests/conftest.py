@@ -9,6 +9,11 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 REFERENCE = os.path.join(SHARED, "reference", "edgevit_xxs_official_ref.npz")
 DATA = os.path.join(SHARED, "data")
 
+# Every process a test starts (tools/*.py, python -m ..., workers) imports this checkout's package, not whatever
+# edgevit_paddle the environment has installed: the tests test the checkout.
+os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                     if p])
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -9,6 +9,7 @@ from conftest import ROOT
 import edgevit_paddle as ep
 from edgevit_paddle.builder import model_kwargs
 from edgevit_paddle.config import ConfigError, apply_overrides, dump_config, load_config
+from edgevit_paddle.data.transforms import build_transforms
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
@@ -44,7 +45,8 @@ def test_overrides_and_types():
 def test_bad_configs_are_one_line_errors(overrides, match):
     with pytest.raises(ConfigError, match=match) as info:
         load_config(QUICKSTART, overrides)
-    assert "\n" not in str(info.value) and "quickstart.yaml" in str(info.value) or "override" in str(info.value)
+    msg = str(info.value)
+    assert "\n" not in msg and ("quickstart.yaml" in msg or "override" in msg), msg
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
@@ -80,7 +82,11 @@ def test_every_shipped_config_loads_and_builds(path):
     cfg = load_config(path)
     kwargs = model_kwargs(cfg["Model"])
     model = ep.create_model(cfg["Model"]["name"], **{**kwargs, "in_chans": cfg["Data"]["channels"]})
-    assert model.num_classes >= 1
+    size = cfg["Data"]["image_size"]
+    assert model.default_cfg.in_chans == cfg["Data"]["channels"]
+    assert model.default_cfg.check_size(size, size) is None  # the config's images fit the model
+    for split in ("Train", "Eval"):  # and its transforms build
+        build_transforms(cfg["Data"][split]["transforms"], cfg["Data"]["channels"], split)
 
 
 def test_required_configs_exist():

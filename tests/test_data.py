@@ -168,3 +168,48 @@ def test_flowers_extraction_is_atomic_when_runs_start_together(tmp_path):
     shutil.copy(root / "102flowers" / "jpg" / "image_00001.jpg", short / "102flowers" / "jpg")
     with pytest.raises(DataError, match=r"holds 1 of the 8,189 Flowers-102 images .*delete '.*102flowers'"):
         build_dataset(data_cfg("Data.dataset=flowers102", f"Data.root={short}"), "Train")
+
+
+# ------------------------------------------------------------------------------------------ antialiased resize
+
+def test_antialiased_resize_is_pils_in_training_and_in_the_predictor(tmp_path):
+    """``antialias: true`` resizes as PIL (timm's transforms) does, in training's transforms and in the predictor
+    built from the same eval transforms; OpenCV's bicubic aliases a fine pattern."""
+    from conftest import flowers_jpegs
+    from PIL import Image
+
+    import edgevit_paddle as ep
+    from edgevit_paddle.data.transforms import build_transforms
+    from edgevit_paddle.export.preprocess import from_cfg, from_transforms
+    from edgevit_paddle.inference.preprocess import Preprocessor
+    photo = read_image(flowers_jpegs(tmp_path, ids=(4000,))[0])  # real, not square
+    spec = [{"Resize": {"size": 73, "interpolation": "bicubic", "antialias": True}}, {"CenterCrop": {"size": 64}},
+            {"ToTensor": {}}, {"Normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}]
+    steps = from_transforms(spec)
+    assert steps[0] == {"resize": {"size": 73, "interpolation": "bicubic", "antialias": True}}  # inference.yml says so
+    np.testing.assert_allclose(Preprocessor(steps)(photo), build_transforms(spec, 3)(photo), atol=1e-6)
+    # exactly PIL's resize (Paddle's short-side rule: the long side truncated)
+    h, w = photo.shape[:2]
+    size = (73, int(73 * w / h)) if h < w else (int(73 * h / w), 73)
+    resized = build_transforms(spec[:1], 3)(photo)
+    pil = np.asarray(Image.fromarray(photo).resize(size[::-1], Image.BICUBIC))
+    assert resized.shape[:2] == size and np.array_equal(resized, pil)
+    # a fine pattern shrunk 3.7x: PIL's filter averages it to grey, OpenCV's bicubic samples it
+    stripes = np.zeros([256, 256, 3], np.uint8)
+    stripes[:, ::2] = 255
+    aa = build_transforms([{"Resize": {"size": 70, "interpolation": "bicubic", "antialias": True}}], 3)(stripes)
+    cv = build_transforms([{"Resize": {"size": 70, "interpolation": "bicubic"}}], 3)(stripes)
+    inner = (slice(None), slice(2, -2))  # away from the borders, where the filters see the edge
+    assert np.abs(aa[inner].astype(int) - 128).max() <= 2 and np.abs(cv[inner].astype(int) - 128).max() > 50
+    # the training crop draws the same boxes either way, only the resize differs
+    crop = [{"RandomResizedCrop": {"size": 32, "interpolation": "bicubic", "antialias": True}}]
+    import random
+    random.seed(0)
+    a = build_transforms(crop, 1)(photo)
+    random.seed(0)
+    b = build_transforms([{"RandomResizedCrop": {"size": 32, "interpolation": "bicubic"}}], 1)(photo)
+    assert a.shape == b.shape == (32, 32, 1) and np.abs(a.astype(int) - b.astype(int)).mean() < 20
+    # a model's own preprocessing (no config: default_cfg) is the authors' eval, bicubic and antialiased
+    cfg = ep.create_model("edgevit_xxs").default_cfg
+    assert cfg.interpolation == "bicubic"
+    assert from_cfg(cfg)[0] == {"resize": {"size": 256, "interpolation": "bicubic", "antialias": True}}

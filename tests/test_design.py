@@ -145,7 +145,8 @@ def test_a_new_family_gets_metadata_folding_flops_benchmark_and_export(toynet, t
     export_registered(toynet, out, act="gelu")
     meta = yaml.safe_load(open(os.path.join(out, "inference.yml")))
     assert meta["model"] == toynet and meta["variant"] == {"act": "gelu"} and meta["stride"] == 4
-    assert meta["preprocess"][:2] == [{"resize": {"size": 32, "interpolation": "bilinear"}},
+    # (a model's own preprocessing resizes as timm's create_transform does: PIL, antialiased)
+    assert meta["preprocess"][:2] == [{"resize": {"size": 32, "interpolation": "bilinear", "antialias": True}},
                                       {"center_crop": {"size": 32}}]
     net = ep.create_model(toynet, act="gelu")
     paddle.save(net.state_dict(), str(tmp_path / "w.pdparams"))
@@ -177,7 +178,7 @@ def test_export_refuses_another_variants_weights(tmp_path):
     cfg = quickstart(tmp_path)
     net = build_model_from_config(cfg, num_classes=10)  # gn/conv, as the quickstart trains it
     ckpt = tmp_path / "run" / "checkpoints"
-    prefix = save_checkpoint(str(ckpt), "best", net, None, {"identity": model_identity(net)}, update_latest=False)
+    prefix = save_checkpoint(str(ckpt), "best", net, None, {"identity": model_identity(net)})
     (tmp_path / "run" / "labels.txt").write_text("\n".join(map(str, range(10))) + "\n")
     config = os.path.join(ROOT, "configs", "quickstart.yaml")
     tool = [sys.executable, os.path.join(ROOT, "tools", "export.py"), "-c", config, "--weights", prefix]
@@ -201,8 +202,7 @@ def test_export_refuses_another_variants_weights(tmp_path):
 def test_old_checkpoints_name_their_model_section(tmp_path):
     cfg = quickstart(tmp_path)
     net = build_model_from_config(cfg, num_classes=10)
-    prefix = save_checkpoint(str(tmp_path), "old", net, None, {"model": {"name": "edgevit_xxs", "norm": "ln"}},
-                             update_latest=False)
+    prefix = save_checkpoint(str(tmp_path), "old", net, None, {"model": {"name": "edgevit_xxs", "norm": "ln"}})
     assert "identity" not in json.loads(open(prefix + ".json").read())
     with pytest.raises(WeightsError, match="Model.norm: 'ln' in the weights, 'gn' in the config"):
         build_model_from_config(cfg, weights=prefix)
@@ -291,3 +291,13 @@ def test_benchmark_mode_errors_are_user_errors(monkeypatch):
     assert isinstance(err, BenchmarkError) and str(err) == "no GPU 3 visible"
     err = bench_runner._worker_failed("w", 1, "", "Traceback (most recent call last):\nKeyError: 'x'")
     assert isinstance(err, RuntimeError) and "KeyError: 'x'" in str(err)
+
+
+def test_processes_started_by_tests_run_the_checkout(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    res = subprocess.run([sys.executable, "-c", "import edgevit_paddle; print(edgevit_paddle.__file__)"],
+                         capture_output=True, text=True, cwd=str(tmp_path))
+    assert res.returncode == 0 and os.path.dirname(os.path.dirname(res.stdout.strip())) == ROOT, res.stdout

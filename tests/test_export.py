@@ -1,4 +1,5 @@
-"""Export to Paddle Inference: BatchNorm folding, round trip, the predictor on real images, bad inputs, options."""
+"""Export to Paddle Inference: round trip, the predictor on real images, bad inputs, options (folding and every
+variant: test_matrix.py)."""
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
 from edgevit_paddle.data.flowers102_names import FLOWERS102_CLASSES
-from edgevit_paddle.export import export_from_config, export_model, fold_batchnorm, remaining_batchnorms
+from edgevit_paddle.export import export_from_config, export_model
 from edgevit_paddle.inference import (
     Predictor,
     PredictorError,
@@ -26,10 +27,6 @@ from edgevit_paddle.inference import (
     expand_inputs,
     paddle_backend,
 )
-
-# EdgeViT-XXS in every variant, and the BatchNorm-ViT study's models
-VARIANTS = [("edgevit_xxs", v.get("norm"), v.get("ffn")) for v in ep.create_model("edgevit_xxs").default_cfg.variants()]
-VARIANTS += [(name, None, None) for name in ("vit_mnist", "vitbnffn_mnist", "vitbn_mnist")]
 
 
 def randomise_bn(model, seed=0):
@@ -49,22 +46,6 @@ def small_input(model, batch=2):
     return paddle.to_tensor(np.random.RandomState(1).randn(batch, *size).astype("float32"))
 
 
-@pytest.mark.parametrize("name,norm,ffn", VARIANTS)
-def test_folding_is_exact(name, norm, ffn):
-    model = randomise_bn(ep.create_model(name, norm=norm, ffn=ffn, num_classes=7))
-    model.eval()
-    x = small_input(model)
-    ref = model(x).numpy()
-    folded = fold_batchnorm(model)
-    out = folded(x).numpy()
-    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-5
-    assert remaining_batchnorms(folded) == []  # every BatchNorm of every variant is next to a conv or Linear
-    np.testing.assert_array_equal(model(x).numpy(), ref)  # the original is untouched
-    expected = {"gn": 11, "ln": 11, "bn": 34, None: 0}[norm] if name.startswith("edgevit") else \
-        {"vit_mnist": 0, "vitbnffn_mnist": 6, "vitbn_mnist": 14}[name]
-    assert len(folded.folded_bn) == expected
-
-
 @pytest.mark.parametrize("name,norm,ffn", [("edgevit_xxs", "bn", "linear"), ("vitbn_mnist", None, None)])
 def test_unfolded_token_batchnorm_runs_in_the_onednn_predictor(tmp_path, name, norm, ffn):
     model = randomise_bn(ep.create_model(name, norm=norm, ffn=ffn))
@@ -81,7 +62,7 @@ def tiny_cfg(tmp_path, *more):
                               f"Global.output_dir={tmp_path}", *more])
 
 
-@pytest.mark.parametrize("fold", [True, False])
+@pytest.mark.parametrize("fold", [False])  # folded: every variant in test_matrix.py
 def test_export_round_trip_batches_and_onednn(tmp_path, fold):
     model = randomise_bn(ep.create_model("edgevit_xxs", norm="bn", num_classes=10))
     model.eval()
@@ -157,13 +138,11 @@ def test_predictor_equals_dygraph_through_the_training_eval_transform(flowers_ex
     assert all(c["max_abs_diff"] < 1e-4 for c in res["checks"]["paddle"]) and res["checks"]["onnx"] < 1e-4
     assert [c["size"] for c in res["checks"]["paddle"]] == [[64, 64], [96, 128]]  # dynamic height and width
     ds = build_dataset(cfg["Data"], "Eval")  # the training pipeline's eval transform, on the real shared data
-    net = ep.create_model("edgevit_xxs", num_classes=102, drop_path_rate=0.1)
     pred = Predictor(model_dir, PredictorOptions(batch_size=2))
     path = os.path.join(ds.base.base.data_path, "jpg", f"image_{int(ds.base.base.indexes[0]):05d}.jpg")
     x_train, _ = ds[0]
     x_pred = pred.preprocess(cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB))
     np.testing.assert_allclose(x_pred, x_train, atol=1e-6)
-    del net
     (result,) = list(pred.predict_paths([path], topk=3))
     probs = pred.probabilities(x_train[None])[0]
     assert result["topk"][0]["score"] == pytest.approx(float(probs.max()), abs=1e-4)

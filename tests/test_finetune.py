@@ -21,7 +21,7 @@ from edgevit_paddle.data.samplers import RepeatedAugSampler
 from edgevit_paddle.engine.ema import ModelEMA
 from edgevit_paddle.engine.optim import build_optimizer
 from edgevit_paddle.engine.pretrained import load_pretrained
-from edgevit_paddle.errors import ConfigError, WeightsError
+from edgevit_paddle.errors import ConfigError, MissingFileError, ModelError, PredictorError, WeightsError
 from edgevit_paddle.weights import with_identity
 
 
@@ -152,7 +152,7 @@ def test_freeze_stages_and_backbone_lr_mult():
     # the rest only through BatchNorm statistics of the stages that train
     assert all(k.startswith("head.") or k.endswith(("_mean", "_variance")) for k in changed), changed
     assert not any(k.startswith(("stages.0.", "stages.1.")) for k in changed)
-    with pytest.raises(Exception, match="freeze_stages must be between 0 and 4"):
+    with pytest.raises(ModelError, match="freeze_stages must be between 0 and 4"):
         create_model("edgevit_xxs").freeze_stages(5)
     vit = create_model("vit_mnist")
     vit.freeze_stages(1)
@@ -341,9 +341,9 @@ def test_infer_labels_option(tmp_path):
     p = Predictor(str(out), PredictorOptions(backend="paddle", labels=str(names)))
     assert p.class_names == ["cat", "dog", "bird"]
     names.write_text("cat\ndog\n")
-    with pytest.raises(Exception, match="has 2 names but the model has 3 classes"):
+    with pytest.raises(PredictorError, match="has 2 names but the model has 3 classes"):
         Predictor(str(out), PredictorOptions(backend="paddle", labels=str(names)))
-    with pytest.raises(Exception, match="label file .* not found"):
+    with pytest.raises(MissingFileError, match="label file .* not found"):
         Predictor(str(out), PredictorOptions(backend="paddle", labels=str(tmp_path / "none.txt")))
 
 

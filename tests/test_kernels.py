@@ -110,14 +110,6 @@ def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch, norm,
     assert worst <= 1e-4 * overall, (worst, overall)
 
 
-def test_the_exported_program_keeps_paddles_standard_ops(tmp_path):
-    from edgevit_paddle.export.paddle_inference import save_paddle
-    net = create_model("edgevit_xxs", num_classes=3)
-    save_paddle(net, str(tmp_path), (3, 64, 64), {})
-    program = (tmp_path / "inference.json").read_text()
-    assert "edgevit_" not in program.replace("edgevit_xxs", "")
-
-
 def test_the_kernels_use_the_runs_threads_and_training_processes_sleep_idle_threads(monkeypatch):
     import os
 

@@ -105,8 +105,9 @@ def test_a_failed_write_leaves_no_temporary_file_and_resume_sweeps_old_ones(tmp_
     import errno
 
     from edgevit_paddle.engine import checkpoint as ckpt
+    from edgevit_paddle.engine.checkpoint_saver import CheckpointSaver
     net = paddle.nn.Linear(2, 2)
-    ckpt.save_checkpoint(str(tmp_path), "epoch_1", net, None, {"epochs_done": 1})
+    CheckpointSaver(str(tmp_path), total_epochs=2).save_epoch(1, net, None, {"epochs_done": 1}, improved=False)
 
     def disk_full(obj, path, *a, **k):
         with open(path, "wb") as f:
@@ -319,8 +320,9 @@ def test_a_pending_best_is_settled_on_resume(tmp_path):
     # stopped between writing epoch 2's best and its latest.json: latest does not record it, so it goes
     (ckpt / "best_pending.pdparams").write_bytes((ckpt / "best.pdparams").read_bytes())
     (ckpt / "best_pending.json").write_text(json.dumps({**best, "epochs_done": 2, "best_epoch": 2}))
-    from edgevit_paddle.engine.checkpoint import read_latest, settle_best
-    assert "removed the best checkpoint of epoch 2" in settle_best(str(ckpt), read_latest(str(ckpt)))
+    from edgevit_paddle.engine.checkpoint_saver import CheckpointSaver
+    saver = CheckpointSaver(str(ckpt))
+    assert "removed the best checkpoint of epoch 2" in saver.settle_best(saver.read_latest())
     assert sorted(f.name for f in ckpt.glob("best*")) == ["best.json", "best.pdparams"]
     # stopped after latest.json recorded it, before the renames: it is promoted
     (ckpt / "best_pending.pdparams").write_bytes((ckpt / "best.pdparams").read_bytes())

@@ -14,8 +14,8 @@ from conftest import ROOT
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
 from edgevit_paddle.engine import NonFiniteLoss, convert_sync_bn, train
-from edgevit_paddle.engine import callbacks as cb_mod
 from edgevit_paddle.engine import checkpoint as ckpt_mod
+from edgevit_paddle.engine import checkpoint_saver as saver_mod
 from edgevit_paddle.engine import trainer as trainer_mod
 
 TINY = ["Data.dataset=digits", "Data.image_size=32", "Data.Train.max_samples=64", "Data.Eval.max_samples=32",
@@ -80,20 +80,20 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch
     straight = train(tiny(tmp_path / "a", "Global.epochs=3"))
     ref = paddle.load(str(tmp_path / "a" / "tiny" / "checkpoints" / "epoch_3.pdparams"))
 
-    original = cb_mod.TrainingMonitor._finish_epoch
+    original = saver_mod.CheckpointSaver.save_epoch
 
-    def finish_then_ctrl_c(self, eval_logs):
-        original(self, eval_logs)
-        if self.epoch == 1:
+    def save_then_ctrl_c(self, epoch, *args, **kwargs):
+        original(self, epoch, *args, **kwargs)
+        if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cb_mod.TrainingMonitor, "_finish_epoch", finish_then_ctrl_c)
+    monkeypatch.setattr(saver_mod.CheckpointSaver, "save_epoch", save_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         train(tiny(tmp_path / "b", "Global.epochs=3"))
     run = tmp_path / "b" / "tiny"
     latest = json.loads((run / "checkpoints" / "latest.json").read_text())
     assert latest["checkpoint"] == "interrupted" and latest["epochs_done"] == 1
-    monkeypatch.setattr(cb_mod.TrainingMonitor, "_finish_epoch", original)
+    monkeypatch.setattr(saver_mod.CheckpointSaver, "save_epoch", original)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -139,7 +139,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_checkpoint_write_is_kill_safe(tmp_path, monkeypatch):
     net = paddle.nn.Linear(2, 2)
-    ckpt_mod.save_checkpoint(str(tmp_path), "epoch_1", net, None, {"epochs_done": 1})
+    saver = saver_mod.CheckpointSaver(str(tmp_path), total_epochs=2)
+    saver.save_epoch(1, net, None, {"epochs_done": 1}, improved=False)
     before = (tmp_path / "epoch_1.pdparams").read_bytes()
 
     def killed(obj, path, *a, **k):
@@ -149,7 +150,7 @@ def test_checkpoint_write_is_kill_safe(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ckpt_mod.paddle, "save", killed)
     with pytest.raises(KeyboardInterrupt):
-        ckpt_mod.save_checkpoint(str(tmp_path), "epoch_1", net, None, {"epochs_done": 2})
+        saver.save_epoch(1, net, None, {"epochs_done": 2}, improved=False)
     assert (tmp_path / "epoch_1.pdparams").read_bytes() == before
     assert json.loads((tmp_path / "latest.json").read_text())["epochs_done"] == 1
     monkeypatch.undo()

@@ -9,6 +9,11 @@ through OpenCV, the same code the inference predictor uses.
       - ToTensor: {}
       - Normalize: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
 
+``Resize`` and ``RandomResizedCrop`` take ``antialias: true`` besides Paddle's arguments: they then resize through
+Paddle's PIL backend, whose filters low-pass when shrinking as timm's (torchvision's PIL) transforms do, so the
+authors' recipe sees the authors' pixels; OpenCV's bicubic does not (a high-frequency pattern differs by up to 54 grey
+levels). The exported predictor repeats it (``inference.yml``: ``resize: {..., antialias: true}``).
+
 Besides Paddle's, ``RandAugment`` (timm's, ``rand_augment.py``) and ``TimmRandomErasing`` (``random_erasing.py``).
 """
 from __future__ import annotations
@@ -21,13 +26,45 @@ import numpy as np
 import paddle.vision.transforms as T
 
 from ..errors import ConfigError
-from ..image import to_channels
+from ..image import from_pil, to_channels, to_pil
 from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD
 from .rand_augment import RandAugment
 from .random_erasing import TimmRandomErasing
 
-#: ours, for the authors' recipe (Paddle 3.3 has no RandAugment; its RandomErasing cannot be replayed on resume)
-EXTRA = {"RandAugment": RandAugment, "TimmRandomErasing": TimmRandomErasing}
+
+class _Antialiased:
+    """With ``antialias``, a Paddle resizing transform runs on a PIL image (Paddle's PIL backend) and gives the array
+    back; the random draws are the same either way."""
+
+    def __init__(self, *args, antialias: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.antialias = bool(antialias)
+
+    def _apply_image(self, img):
+        if not self.antialias or not isinstance(img, np.ndarray):
+            return super()._apply_image(img)
+        return from_pil(super()._apply_image(to_pil(img)), img)
+
+
+class Resize(_Antialiased, T.Resize):
+    """``paddle.vision.transforms.Resize`` (``size``, ``interpolation``) plus ``antialias`` (module doc)."""
+
+    def __init__(self, size, interpolation: str = "bilinear", antialias: bool = False):
+        super().__init__(size, interpolation, antialias=antialias)
+
+
+class RandomResizedCrop(_Antialiased, T.RandomResizedCrop):
+    """``paddle.vision.transforms.RandomResizedCrop`` plus ``antialias`` (module doc)."""
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3.0 / 4, 4.0 / 3), interpolation: str = "bilinear",
+                 antialias: bool = False):
+        super().__init__(size, scale, ratio, interpolation, antialias=antialias)
+
+
+#: ours: the antialiased resizes, and for the authors' recipe what Paddle 3.3 lacks (RandAugment) or cannot replay on
+#: resume (its RandomErasing)
+EXTRA = {"Resize": Resize, "RandomResizedCrop": RandomResizedCrop, "RandAugment": RandAugment,
+         "TimmRandomErasing": TimmRandomErasing}
 ALLOWED = ("Resize", "CenterCrop", "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "RandomVerticalFlip",
            "RandomRotation", "ColorJitter", "Pad", "RandomErasing", "ToTensor", "Normalize", *EXTRA)
 

@@ -1,9 +1,10 @@
 """Training engine: optimizer/schedule/loss, callbacks, checkpoints and the train/evaluate entry points."""
 from .callbacks import NonFiniteLoss, RunState, TrainingMonitor
-from .checkpoint import read_latest, save_checkpoint
+from .checkpoint import save_checkpoint
+from .checkpoint_saver import CheckpointSaver, read_latest
 from .optim import build_loss, build_lr, build_optimizer, split_decay
 from .trainer import convert_sync_bn, evaluate, load_run_config, resolve_resume, train
 
-__all__ = ["NonFiniteLoss", "RunState", "TrainingMonitor", "read_latest", "save_checkpoint",
+__all__ = ["CheckpointSaver", "NonFiniteLoss", "RunState", "TrainingMonitor", "read_latest", "save_checkpoint",
            "build_loss", "build_lr", "build_optimizer", "split_decay", "convert_sync_bn", "evaluate",
            "load_run_config", "resolve_resume", "train"]

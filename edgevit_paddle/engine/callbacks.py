@@ -1,8 +1,9 @@
-"""hapi callbacks of a training run: VisualDL curves, epoch log lines, checkpoints, metrics.json and the NaN stop.
+"""What a training run records: its state (``RunState``), VisualDL curves, the per-step NaN stop and the epoch log
+lines (``TrainingMonitor``, a hapi callback), ``metrics.json``, and the progress bar's epoch numbers.
 
-``paddle.Model.fit`` has no start epoch, so a resumed run calls ``fit`` for the remaining epochs and these callbacks
-carry the absolute epoch and step (``RunState``): checkpoint names, log lines and the VisualDL curves continue the
-original run (VisualDL appends to the run's existing record file).
+The trainer's loop owns the absolute epoch and calls ``paddle.Model.fit`` for one epoch at a time; these record what
+it reports, so a resumed run's log lines and VisualDL curves continue the original run (VisualDL appends to the run's
+existing record file).
 """
 from __future__ import annotations
 
@@ -17,16 +18,7 @@ from typing import Any, Dict, List, Optional
 import paddle
 
 from ..errors import TrainingError
-from .checkpoint import (
-    PENDING_BEST,
-    atomic_write_json,
-    disk_errors,
-    point_latest,
-    promote_best,
-    prune,
-    read_latest,
-    save_checkpoint,
-)
+from .checkpoint import atomic_write_json
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -50,6 +42,18 @@ class RunState:
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+    def record_epoch(self, epoch: int, train_logs: Dict[str, Any], eval_logs: Dict[str, Optional[float]]) -> bool:
+        """Add epoch ``epoch``'s results; returns whether its raw or EMA top-1 is a new best."""
+        self.epochs_done = epoch
+        top1, ema_top1 = eval_logs.get("acc_top1"), eval_logs.get("ema_acc_top1")
+        candidates = [(v, src) for v, src in ((top1, "model"), (ema_top1, "ema")) if v is not None]
+        score, source = max(candidates, key=lambda c: c[0]) if candidates else (None, "")
+        improved = score is not None and score > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch, self.best_from = score, epoch, source
+        self.history.append({"epoch": epoch, "train": train_logs, "eval": eval_logs})
+        return improved
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RunState":
@@ -84,53 +88,38 @@ class VisualDLWriter:
 
 
 class TrainingMonitor(paddle.callbacks.Callback):
-    """Bookkeeping of one run: per step NaN check and VisualDL scalars; per epoch log line, checkpoints and metrics.
+    """Watches one epoch of ``fit`` at a time: per step the NaN stop and VisualDL scalars, per epoch the training
+    loss, speed and learning rate (``epoch_logs``); ``log_epoch`` writes the epoch's line and curves.
 
     Args:
-        run_dir: the run's folder (``checkpoints/``, ``vdl/``, ``metrics.json`` go there).
-        state: the run's ``RunState`` (restored on resume).
-        total_epochs: epochs of the whole run (not only of this ``fit`` call).
-        will_eval: ``will_eval(fit_epoch)`` tells whether ``fit`` evaluates after that epoch.
-        save_freq: save ``epoch_<n>`` every this many epochs (and always the last one).
-        keep_checkpoints: how many ``epoch_<n>`` checkpoints to keep (``best`` is kept apart).
-        use_visualdl: write VisualDL logs.
+        run_dir: the run's folder (``vdl/`` goes there).
+        state: the run's ``RunState`` (its global step goes on counting here).
+        total_epochs: epochs of the whole run.
+        last_good: ``last_good()`` names the newest committed checkpoint (for the NaN message).
+        use_visualdl: write VisualDL logs (only where ``write``).
         write: whether this process writes files (rank 0 only).
-        processes: data-parallel processes; images/s counts the images of all of them.
-        ema: the run's ``ModelEMA`` (``EMA.decay``), saved in every checkpoint; ``evaluate_ema()`` returns its eval
-            metrics (``ema_loss``, ``ema_acc_top1``...) after each evaluation, and the best of the raw and the EMA
-            weights is kept as ``best``.
+        batch_size, processes: images per step and data-parallel processes (images/s counts all of them).
     """
 
-    def __init__(self, run_dir: str, state: RunState, total_epochs: int, will_eval, save_freq: int = 1,
-                 keep_checkpoints: int = 2, use_visualdl: bool = True, write: bool = True, batch_size: int = 1,
-                 processes: int = 1, ema=None, evaluate_ema=None):
+    def __init__(self, run_dir: str, state: RunState, total_epochs: int, last_good=lambda: "none saved yet",
+                 use_visualdl: bool = True, write: bool = True, batch_size: int = 1, processes: int = 1):
         super().__init__()
-        self.ema, self.evaluate_ema = ema, evaluate_ema
-        self.run_dir = run_dir
-        self.ckpt_dir = os.path.join(run_dir, "checkpoints")
-        self.state = state
-        self.total_epochs = total_epochs
-        self.will_eval = will_eval
-        self.save_freq = save_freq
-        self.keep = keep_checkpoints
-        self.write = write
-        self.batch_size = batch_size
-        self.processes = processes
+        self.state, self.total_epochs, self.last_good = state, total_epochs, last_good
+        self.batch_size, self.processes = batch_size, processes
         self.vdl = VisualDLWriter(os.path.join(run_dir, "vdl")) if (use_visualdl and write) else None
         self.epoch = state.epochs_done
-        self.train_logs: Dict[str, Any] = {}
         self._t0 = 0.0
         self._images = 0
         self._loss_sum, self._batches = 0.0, 0
-        latest = read_latest(self.ckpt_dir)
-        self.last_saved: Optional[str] = latest["checkpoint"] if latest else None
+        self._acc: Dict[str, Optional[float]] = {}
 
-    # -- per step -------------------------------------------------------------------------------------------
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self.epoch = self.state.epochs_done + 1
+    def begin_epoch(self, epoch: int) -> None:
+        """The loop starts absolute epoch ``epoch`` (1-based)."""
+        self.epoch = epoch
         self._t0 = time.time()
         self._images = 0
         self._loss_sum, self._batches = 0.0, 0
+        self._acc = {}
 
     def on_train_batch_end(self, step: int, logs=None) -> None:
         logs = logs or {}
@@ -140,103 +129,73 @@ class TrainingMonitor(paddle.callbacks.Callback):
         if loss is None or not math.isfinite(loss):
             raise NonFiniteLoss(
                 f"loss became {loss} at epoch {self.epoch}, step {step + 1} (global step {self.state.global_step}); "
-                f"stopped without saving. Last good checkpoint: {self._last_good()} — lower Optimizer.lr, add "
+                f"stopped without saving. Last good checkpoint: {self.last_good()} — lower Optimizer.lr, add "
                 "Optimizer.grad_clip or warm-up, then resume with --resume")
         self._loss_sum += loss
         self._batches += 1
+        self._acc = {k: _scalar(v) for k, v in logs.items() if k.startswith("acc")}
         if self.vdl is not None:
-            values = {"loss": loss, "lr": float(self.model._optimizer.get_lr())}
-            values.update({k: _scalar(v) for k, v in logs.items() if k.startswith("acc")})
+            values = {"loss": loss, "lr": self._lr()}
+            values.update(self._acc)
             self.vdl.scalars("train", values, self.state.global_step)
 
-    # -- per epoch ------------------------------------------------------------------------------------------
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self._acc.update({k: _scalar(v) for k, v in (logs or {}).items() if k.startswith("acc")})
+
+    def _lr(self) -> float:
+        return float(self.model._optimizer.get_lr())
+
+    def epoch_logs(self) -> Dict[str, Any]:
+        """The epoch's training loss (mean over steps), time, images/s and learning rate (read after the epoch's
+        last step, before the schedule moves on), and its running accuracies."""
         seconds = time.time() - self._t0
         self.state.train_seconds += seconds
-        self.train_logs = {"loss": self._loss_sum / max(self._batches, 1), "seconds": round(seconds, 2),
-                           "images_per_sec": round(self._images / max(seconds, 1e-9), 2),
-                           "lr": float(self.model._optimizer.get_lr())}
-        self.train_logs.update({k: _scalar(v) for k, v in (logs or {}).items() if k.startswith("acc")})
-        if not self.will_eval(epoch):
-            self._finish_epoch({})
+        logs = {"loss": self._loss_sum / max(self._batches, 1), "seconds": round(seconds, 2),
+                "images_per_sec": round(self._images / max(seconds, 1e-9), 2), "lr": self._lr()}
+        logs.update(self._acc)
+        return logs
 
-    def on_eval_end(self, logs=None) -> None:
-        if not self.train_logs:  # an evaluate() outside fit
-            return
-        logs = logs or {}
-        eval_logs = {k: _scalar(v) for k, v in logs.items() if k == "loss" or k.startswith("acc")}
-        if self.ema is not None and self.evaluate_ema is not None:
-            eval_logs.update(self.evaluate_ema())
-        self._finish_epoch(eval_logs)
-
-    def _last_good(self) -> str:
-        return os.path.join(self.ckpt_dir, self.last_saved) if self.last_saved else "none saved yet"
-
-    def _finish_epoch(self, eval_logs: Dict[str, Optional[float]]) -> None:
-        epoch = self.epoch
-        st = self.state
-        st.epochs_done = epoch
+    def log_epoch(self, record: Dict[str, Any]) -> None:
+        """The epoch's log line and its VisualDL curves (``record``: a ``RunState.history`` entry)."""
+        st, epoch, tl, eval_logs = self.state, record["epoch"], record["train"], record["eval"]
         top1, ema_top1 = eval_logs.get("acc_top1"), eval_logs.get("ema_acc_top1")
-        candidates = [(v, src) for v, src in ((top1, "model"), (ema_top1, "ema")) if v is not None]
-        score, source = max(candidates, key=lambda c: c[0]) if candidates else (None, "")
-        improved = score is not None and score > st.best_top1
-        if improved:
-            st.best_top1, st.best_epoch, st.best_from = score, epoch, source
-        record = {"epoch": epoch, "train": self.train_logs, "eval": eval_logs}
-        st.history.append(record)
-        self.train_logs = {}
         if self.vdl is not None:
-            tl = record["train"]
             self.vdl.scalars("train", {"epoch_seconds": tl["seconds"], "images_per_sec": tl["images_per_sec"]}, epoch)
             self.vdl.scalars("eval", eval_logs, epoch)
         ev = (f" | eval loss {eval_logs['loss']:.4f} top1 {100 * top1:.2f}%"
               + (f" top5 {100 * eval_logs['acc_top5']:.2f}%" if eval_logs.get("acc_top5") is not None else "")
               if top1 is not None else "")
         ev += f" | ema top1 {100 * ema_top1:.2f}%" if ema_top1 is not None else ""
-        tl = record["train"]
         log.info(f"epoch {epoch}/{self.total_epochs}: train loss {tl['loss']:.4f}{ev} | lr {tl['lr']:.3g} | "
                  f"{tl['seconds']:.1f}s, {tl['images_per_sec']:.1f} img/s"
                  + (f" | best top1 {100 * st.best_top1:.2f}% (epoch {st.best_epoch}"
                     f"{', EMA' if st.best_from == 'ema' else ''})" if st.best_top1 >= 0 else ""))
-        if not self.write:
-            return
-        net, opt = self.model.network, self.model._optimizer
-        # order: the epoch's checkpoint and its best (as best_pending), then latest.json (the commit point), then
-        # best_pending -> best (renames), then pruning: a stop at any moment leaves latest.json naming a whole
-        # checkpoint and best.* as latest.json records it (a resume settles a pending best either way)
-        saving = epoch % self.save_freq == 0 or epoch == self.total_epochs
-        if saving:
-            save_checkpoint(self.ckpt_dir, f"epoch_{epoch}", net, opt, st.to_dict(), update_latest=False,
-                            ema=self.ema)
-        if improved and st.best_from == "ema":
-            with self.ema.applied(net):
-                save_checkpoint(self.ckpt_dir, PENDING_BEST, net, None, st.to_dict(), update_latest=False)
-        elif improved:
-            save_checkpoint(self.ckpt_dir, PENDING_BEST, net, None, st.to_dict(), update_latest=False)
-        if saving:
-            point_latest(self.ckpt_dir, f"epoch_{epoch}", st.to_dict())
-        if improved:
-            promote_best(self.ckpt_dir)
-        if saving:
-            self.last_saved = f"epoch_{epoch}"
-            prune(self.ckpt_dir, self.keep)
-        with disk_errors(self.run_dir):
-            write_metrics(self.run_dir, st)
 
-    def on_train_end(self, logs=None) -> None:
+    def close(self) -> None:
         if self.vdl is not None:
             self.vdl.close()
             self.vdl = None
 
-    def save_interrupted(self) -> Optional[str]:
-        """On Ctrl-C: save the current weights as ``interrupted`` and point ``latest`` at it."""
-        if not self.write:
-            return None
-        state = RunState.from_dict(self.state.to_dict())
-        prefix = save_checkpoint(self.ckpt_dir, "interrupted", self.model.network, self.model._optimizer,
-                                 state.to_dict(), ema=self.ema)
-        write_metrics(self.run_dir, state)
-        return prefix
+
+class EpochProgBar(paddle.callbacks.ProgBarLogger):
+    """hapi's progress bar, numbering the epochs of the whole run (``fit`` runs one epoch at a time and would
+    print ``Epoch 1/1`` each time)."""
+
+    def __init__(self, total_epochs: int, log_freq: int = 1, verbose: int = 2):
+        super().__init__(log_freq, verbose=verbose)
+        self.total_epochs, self.absolute, self._begun = total_epochs, 1, False
+
+    def on_train_begin(self, logs=None) -> None:
+        verbose = self.verbose
+        self.verbose = verbose if not self._begun else 0  # its note on the printed loss once per run, not per epoch
+        try:
+            super().on_train_begin(logs)
+        finally:
+            self.verbose, self._begun = verbose, True
+        self.epochs = self.total_epochs
+
+    def on_epoch_begin(self, epoch=None, logs=None) -> None:
+        super().on_epoch_begin(self.absolute - 1, logs)
 
 
 def write_metrics(run_dir: str, state: RunState, final: Optional[Dict[str, Optional[float]]] = None) -> Dict:

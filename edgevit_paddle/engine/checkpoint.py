@@ -3,7 +3,8 @@
 A checkpoint ``<dir>/<name>`` is ``<name>.pdparams`` (weights), ``<name>.pdopt`` (optimizer with its LR
 schedule), ``<name>.pdema`` (the weights' moving average, with ``EMA.decay``) and ``<name>.json`` (epoch, step,
 metrics, and the weights' ``identity``, see ``weights.py``).
-``latest.json`` is rewritten last and points at the newest complete checkpoint, so resuming always finds a whole one.
+Each file is written whole or not at all; which checkpoints make up a run, and the order they are committed in
+(``latest.json``), is ``checkpoint_saver.CheckpointSaver``'s.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import contextlib
 import errno
 import json
 import os
+import pickle
 import shutil
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import paddle
 
@@ -21,6 +23,10 @@ from ..errors import CheckpointError
 from ..weights import IDENTITY_KEY, load_weights
 
 TMP_MARK = ".tmp-"
+
+#: what ``paddle.load`` raises for a missing, empty, truncated or garbled file (ValueError: "can not parse the file",
+#: "not exists"; EOFError and UnpicklingError from the pickle inside)
+DAMAGED_FILE_ERRORS = (ValueError, EOFError, OSError, pickle.UnpicklingError)
 
 
 @contextlib.contextmanager
@@ -81,15 +87,6 @@ def atomic_write_json(data: Dict[str, Any], path: str) -> None:
             os.fsync(f.fileno())
 
 
-def remove_temporaries(ckpt_dir: str) -> List[str]:
-    """Delete what writes killed before their rename left behind (``*.tmp-<pid>``); returns the names removed."""
-    gone = [f for f in os.listdir(ckpt_dir) if TMP_MARK in f] if os.path.isdir(ckpt_dir) else []
-    for f in gone:
-        with contextlib.suppress(OSError):
-            os.remove(os.path.join(ckpt_dir, f))
-    return gone
-
-
 def _rename_keys(state: Dict[str, Any], mapping: Dict[str, str]) -> Dict[str, Any]:
     """Rename optimizer-state keys ``<param name>_<accumulator>`` through ``mapping`` (nested dicts too)."""
     out = {}
@@ -144,9 +141,8 @@ def load_checkpoint(prefix: str, network, optimizer=None, weights_only: bool = F
         ema.set_state_dict(network.state_dict() if weights_only else paddle.load(prefix + ".pdema"))
 
 
-def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[str, Any],
-                    update_latest: bool = True, ema=None) -> str:
-    """Save weights, optimizer, EMA (``ema``) and ``state`` as ``ckpt_dir/name.*``; then point ``latest.json`` at it.
+def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[str, Any], ema=None) -> str:
+    """Save weights, optimizer, EMA (``ema``) and ``state`` as ``ckpt_dir/name.*`` (``latest.json`` is the saver's).
 
     A full disk or a read-only folder is a ``CheckpointError`` (one line); what was saved before stays intact."""
     prefix = os.path.join(ckpt_dir, name)
@@ -162,18 +158,10 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
         if ema is not None:
             atomic_save(ema.state_dict(), prefix + ".pdema")
         atomic_write_json({**state, "checkpoint": name}, prefix + ".json")
-        if update_latest:
-            point_latest(ckpt_dir, name, state)
     return prefix
 
 
-def point_latest(ckpt_dir: str, name: str, state: Dict[str, Any]) -> None:
-    """Rewrite ``latest.json`` (the commit point of a checkpoint set): it names ``name``."""
-    with disk_errors(ckpt_dir):
-        atomic_write_json({**state, "checkpoint": name}, os.path.join(ckpt_dir, "latest.json"))
-
-
-def _read_json(path: str) -> Optional[Dict[str, Any]]:
+def read_json(path: str) -> Optional[Dict[str, Any]]:
     """A JSON object from ``path``, or None when it is missing, empty or damaged."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -183,82 +171,13 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
-def read_latest(ckpt_dir: str) -> Optional[Dict[str, Any]]:
-    """What ``latest.json`` says (None when it is missing or damaged; see ``resume_checkpoint``)."""
-    return _read_json(os.path.join(ckpt_dir, "latest.json"))
-
-
-def _intact(ckpt_dir: str, name: str) -> Optional[Dict[str, Any]]:
+def intact_checkpoint(ckpt_dir: str, name: str) -> Optional[Dict[str, Any]]:
     """The state of checkpoint ``name`` when its JSON reads and its weights load; else None."""
-    meta = _read_json(os.path.join(ckpt_dir, name + ".json"))
+    meta = read_json(os.path.join(ckpt_dir, name + ".json"))
     if meta is None or "epochs_done" not in meta:
         return None
     try:
         paddle.load(os.path.join(ckpt_dir, name + ".pdparams"))
-    except Exception:  # missing or truncated: Paddle raises several kinds
+    except DAMAGED_FILE_ERRORS:  # missing, empty or truncated; a bug in the caller keeps its traceback
         return None
     return {**meta, "checkpoint": name}
-
-
-def resume_checkpoint(ckpt_dir: str) -> Optional[Dict[str, Any]]:
-    """The checkpoint a resume starts from: the one ``latest.json`` names when it is intact; else, with a warning,
-    the newest intact one (``epoch_<n>`` or ``interrupted``); None when the folder has no checkpoint at all.
-
-    A run killed while writing, or a disk that lost a file, costs at most the epochs after the intact checkpoint."""
-    latest = read_latest(ckpt_dir)
-    if latest is not None and latest.get("checkpoint"):
-        found = _intact(ckpt_dir, latest["checkpoint"])
-        if found is not None:
-            return {**latest, "checkpoint": found["checkpoint"]}
-    names = sorted({f[:-5] for f in os.listdir(ckpt_dir) if f.endswith(".json") and TMP_MARK not in f
-                    and f[:-5] not in ("latest", "best", PENDING_BEST)}) if os.path.isdir(ckpt_dir) else []
-    intact = [m for m in (_intact(ckpt_dir, n) for n in names) if m is not None]
-    if not intact:
-        if latest is None and not os.path.isfile(os.path.join(ckpt_dir, "latest.json")):
-            return None
-        raise CheckpointError(f"no intact checkpoint in '{ckpt_dir}' (latest.json and every epoch_<n> are damaged "
-                              "or missing): start a new run, or restore the files")
-    best = max(intact, key=lambda m: (m["epochs_done"], m.get("global_step", 0)))
-    why = "is damaged or empty" if latest is None else f"names '{latest['checkpoint']}', which is missing or damaged"
-    warnings.warn(f"{os.path.join(ckpt_dir, 'latest.json')} {why}: resuming from '{best['checkpoint']}', the newest "
-                  f"intact checkpoint ({best['epochs_done']} epoch(s) done)")
-    return best
-
-
-#: the new best of an epoch, written before that epoch's latest.json and renamed to ``best`` right after it
-PENDING_BEST = "best_pending"
-
-
-def promote_best(ckpt_dir: str) -> None:
-    """``best_pending.*`` -> ``best.*`` (two renames: microseconds, against the seconds a write takes)."""
-    for ext in (".pdparams", ".json"):
-        src = os.path.join(ckpt_dir, PENDING_BEST + ext)
-        if os.path.exists(src):
-            os.replace(src, os.path.join(ckpt_dir, "best" + ext))
-
-
-def settle_best(ckpt_dir: str, latest: Dict[str, Any]) -> Optional[str]:
-    """After a stop between the writes of a checkpoint set: a pending best that ``latest.json`` records is promoted,
-    one it does not record is removed, so that every file agrees with ``latest.json``. Returns what was done."""
-    pending = _read_json(os.path.join(ckpt_dir, PENDING_BEST + ".json"))
-    if pending is not None and pending.get("best_epoch") == latest.get("best_epoch") and \
-            int(pending.get("epochs_done", 0)) <= int(latest.get("epochs_done", 0)):
-        promote_best(ckpt_dir)
-        return f"promoted the best checkpoint of epoch {pending.get('best_epoch')} that latest.json records"
-    for ext in (".pdparams", ".json"):  # unrecorded, or its JSON never finished
-        with contextlib.suppress(OSError):
-            os.remove(os.path.join(ckpt_dir, PENDING_BEST + ext))
-    if pending is None:
-        return None
-    return f"removed the best checkpoint of epoch {pending.get('best_epoch')}, which latest.json does not record"
-
-
-def prune(ckpt_dir: str, keep: int) -> None:
-    """Delete the oldest ``epoch_<n>`` checkpoints beyond the newest ``keep``."""
-    epochs = sorted({int(f.split("_")[1].split(".")[0]) for f in os.listdir(ckpt_dir)
-                     if f.startswith("epoch_") and f.endswith(".json")})
-    for n in epochs[:-keep] if keep > 0 else []:
-        for ext in (".pdparams", ".pdopt", ".pdema", ".json"):
-            p = os.path.join(ckpt_dir, f"epoch_{n}{ext}")
-            if os.path.exists(p):
-                os.remove(p)

@@ -1,6 +1,7 @@
 """Optimizer, learning-rate schedule and loss from the ``Optimizer`` and ``Loss`` config sections."""
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Tuple
 
 import paddle
@@ -17,12 +18,51 @@ def base_lr(opt_cfg: Dict[str, Any], global_batch: int) -> float:
     return opt_cfg["lr"] * global_batch / ref if ref else opt_cfg["lr"]
 
 
+class TimmCosineLR(paddle.optimizer.lr.LRScheduler):
+    """timm's ``CosineLRScheduler`` as the DeiT loop (the EdgeViT authors' ``main.py``) runs it: stepped once per
+    epoch, the linear warm-up from ``warmup_lr_init`` *inside* the cosine (``warmup_prefix=False``: the cosine is
+    measured from epoch 0, not from the warm-up's end), one cycle of ``t_initial`` epochs down to ``lr_min``, and
+    ``lr_min`` after it.
+
+    DeiT calls ``lr_scheduler.step(epoch)`` after training epoch ``epoch`` (0-based), so its epoch ``e`` trains at
+    timm's rate for ``e - 1`` (``lag=1``), and the first epoch at the initial rate (``warmup_lr_init`` when there is a
+    warm-up): the authors' run trains epochs 1 and 2 at 1e-6. ``lag=0`` gives timm's curve itself.
+
+    Stepped per epoch (``by_epoch``); ``last_epoch`` is the 0-based epoch about to train. Checked against timm's
+    numbers in ``tests/test_schedule.py`` (``docs/results/recipe/timm_schedule.py``).
+    """
+
+    def __init__(self, learning_rate: float, t_initial: int, lr_min: float = 0.0, warmup_t: int = 0,
+                 warmup_lr_init: float = 0.0, lag: int = 1, last_epoch: int = -1, verbose: bool = False):
+        self.t_initial, self.lr_min, self.warmup_t, self.warmup_lr_init, self.lag = \
+            int(t_initial), float(lr_min), int(warmup_t), float(warmup_lr_init), int(lag)
+        super().__init__(learning_rate, last_epoch, verbose)
+
+    def timm_lr(self, t: int) -> float:
+        """timm's ``_get_lr(t)`` for one cycle (``cycle_limit=1``, ``t_mul=1``, ``k_decay=1``, no noise)."""
+        if t < self.warmup_t:
+            return self.warmup_lr_init + t * (self.base_lr - self.warmup_lr_init) / self.warmup_t
+        if t >= self.t_initial:
+            return self.lr_min
+        return self.lr_min + 0.5 * (self.base_lr - self.lr_min) * (1 + math.cos(math.pi * t / self.t_initial))
+
+    def get_lr(self) -> float:
+        t = self.last_epoch - self.lag
+        if t < 0:  # before the loop's first step: what timm's constructor sets
+            return self.warmup_lr_init if self.warmup_t else self.base_lr
+        return self.timm_lr(t)
+
+
 def build_lr(opt_cfg: Dict[str, Any], steps_per_epoch: int, epochs: int, global_batch: int = 0):
-    """A ``paddle.optimizer.lr`` schedule (per step, or per epoch with ``Scheduler.by_epoch``) with linear warm-up.
+    """A ``paddle.optimizer.lr`` schedule (per step, or per epoch with ``Scheduler.by_epoch``) with linear warm-up;
+    ``timm_cosine`` is the authors' (DeiT's) per-epoch schedule, ``TimmCosineLR``.
 
     Returns the scheduler (or a float for a constant rate without warm-up) and whether it steps per epoch.
     """
     sch = opt_cfg["Scheduler"]
+    if sch["name"] == "timm_cosine":
+        return TimmCosineLR(base_lr(opt_cfg, global_batch), t_initial=epochs, lr_min=sch["min_lr"],
+                            warmup_t=int(round(sch["warmup_epochs"])), warmup_lr_init=sch["warmup_start_lr"]), True
     by_epoch = sch["by_epoch"]
     unit = 1 if by_epoch else steps_per_epoch
     total = max(1, epochs * unit)

@@ -37,7 +37,7 @@ from ..weights import (
     saved_identity,
     tensor_problems,
 )
-from .checkpoint import read_latest
+from .checkpoint_saver import read_latest
 
 #: file endings of the authors' (PyTorch) weights
 AUTHORS_FORMATS = (".pth", ".pt", ".bin", ".npz")

@@ -20,19 +20,14 @@ from .. import kernels
 from ..builder import build_model_from_config
 from ..config import dump_config, load_config
 from ..data import build_dataset
+from ..data.datasets import epoch_seed
 from ..errors import ConfigError, DataError, MissingFileError, TrainingError, WeightsError
 from ..weights import check_identity, identity_in, model_identity
-from .callbacks import RunState, TrainingMonitor, write_metrics
-from .checkpoint import (
-    disk_errors,
-    load_checkpoint,
-    read_latest,
-    remove_temporaries,
-    resume_checkpoint,
-    settle_best,
-)
+from .callbacks import EpochProgBar, RunState, TrainingMonitor, write_metrics
+from .checkpoint import disk_errors, load_checkpoint
+from .checkpoint_saver import CheckpointSaver, read_latest
 from .ema import EMAUpdate, ModelEMA
-from .loaders import EpochSeed, build_loaders
+from .loaders import build_loaders
 from .optim import base_lr, build_loss, build_metric, build_optimizer
 from .pretrained import load_pretrained
 
@@ -190,7 +185,7 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     state = RunState(identity=model_identity(net))
     if resume:
         run_dir = resume
-        latest = resume_checkpoint(os.path.join(run_dir, "checkpoints"))
+        latest = CheckpointSaver(os.path.join(run_dir, "checkpoints")).resume_point()
         if latest is None:
             raise MissingFileError(f"nothing to resume in '{run_dir}': no checkpoints/latest.json there")
         state = RunState.from_dict(latest)
@@ -201,9 +196,10 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     with disk_errors(run_dir):
         lock = RunLock(run_dir) if write else None
     try:
-        if write:
-            gone = remove_temporaries(os.path.join(run_dir, "checkpoints"))
-            settled = resume and settle_best(os.path.join(run_dir, "checkpoints"), latest)
+        total_epochs = g["epochs"]
+        saver = CheckpointSaver(os.path.join(run_dir, "checkpoints"), g["save_freq"], g["keep_checkpoints"],
+                                total_epochs, write)
+        recovered = saver.recover(latest) if (resume and write) else []
         setup_logging(run_dir if write else None)
         print(f"run directory: {run_dir}", flush=True)
         trainable = sum(p.numel() for p in net.parameters() if not p.stop_gradient)
@@ -219,10 +215,9 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
             log.info(f"frozen: the first {cfg['Model']['freeze_stages']} stage(s) (no gradient, eval mode)")
         net = convert_sync_bn(net, world_size, g["sync_bn"], g["device"])
 
-        total_epochs = g["epochs"]
         remaining = total_epochs - state.epochs_done
-        train_batches, eval_loader = build_loaders(cfg, train_ds, eval_ds, state.epochs_done,
-                                                   train_ds.info.num_classes, rank, world_size)
+        train_batches, eval_loader = build_loaders(cfg, train_ds, eval_ds, train_ds.info.num_classes, rank,
+                                                   world_size)
         steps_per_epoch = len(train_batches)
         if steps_per_epoch < 1:
             raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(train_ds)} "
@@ -240,10 +235,8 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
             log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go"
                      + (" (optimizer and schedule restarted: --weights-only)" if weights_only else ""))
         if write:  # only now: a resume that fails above leaves the run's config.yaml as it was
-            if gone:
-                log.info(f"removed {len(gone)} temporary file(s) that an interrupted write left: {', '.join(gone)}")
-            if settled:
-                log.info(f"{settled} (the run was stopped while saving)")
+            for line in recovered:
+                log.info(line)
             dump_config(cfg, os.path.join(run_dir, "config.yaml"))
             with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
                 f.write("\n".join(train_ds.info.class_names or map(str, range(train_ds.info.num_classes))) + "\n")
@@ -252,47 +245,36 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
                      "(raise Global.epochs to train longer)")
             return write_metrics(run_dir, state) if write else {}
 
-        eval_freq = g["eval_freq"]
-
-        def evaluate_ema() -> Dict[str, float]:
-            with ema.applied(net):
-                res = model.evaluate(eval_loader, verbose=0)
-            return {f"ema_{k}": float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
-
-        monitor = TrainingMonitor(run_dir, state, total_epochs, lambda e: e % eval_freq == 0, g["save_freq"],
-                                  g["keep_checkpoints"], g["use_visualdl"], write, batch, world_size, ema,
-                                  evaluate_ema)
-        # the EMA follows each step before the monitor can save it
-        callbacks = [EpochSeed(g["seed"] + rank, state.epochs_done)] + ([EMAUpdate(ema)] if ema else []) + \
+        monitor = TrainingMonitor(run_dir, state, total_epochs, saver.last_good, g["use_visualdl"], write, batch,
+                                  world_size)
+        progress = EpochProgBar(total_epochs, g["log_freq"], g["verbose"])
+        # the EMA follows each step before anything reads it
+        callbacks = [progress] + ([EMAUpdate(ema)] if ema else []) + \
             [monitor, paddle.callbacks.LRScheduler(by_step=not by_epoch, by_epoch=by_epoch)]
+        loop = EpochLoop(model, train_batches, eval_loader, state, saver, monitor, progress, callbacks,
+                         seed=g["seed"] + rank, eval_freq=g["eval_freq"], ema=ema, verbose=g["verbose"])
         loader_errors, previous_hook = [], threading.excepthook
         threading.excepthook = _catch_data_errors(loader_errors, previous_hook)
         try:
-            model.fit(train_batches, eval_loader, epochs=remaining, eval_freq=eval_freq, log_freq=g["log_freq"],
-                      verbose=g["verbose"], callbacks=callbacks)
+            loop.run(state.epochs_done + 1, total_epochs, run_dir if write else None)
         except KeyboardInterrupt:
-            prefix = monitor.save_interrupted()
-            monitor.on_train_end()
+            prefix = saver.save_interrupted(net, optimizer, state.to_dict(), ema)
+            if write:
+                write_metrics(run_dir, state)
             log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
             raise
         except Exception as e:
-            monitor.on_train_end()
             worker_error = loader_errors.pop() if loader_errors else None
             if worker_error is not None and isinstance(e, SystemError):
                 # a data-loading thread failed and Paddle reports only "Blocking queue is killed": say what failed
                 raise worker_error from None
             raise
         finally:
+            monitor.close()
             threading.excepthook = previous_hook
             for loader in (train_batches, eval_loader):
                 loader.shutdown()
-        final = None
-        last = state.history[-1]["eval"] if state.history else {}
-        if last.get("acc_top1") is None:  # the last epoch was not evaluated: evaluate the final weights now
-            res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
-                                 num_workers=cfg["Data"]["num_workers"])
-            final = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
-        metrics = write_metrics(run_dir, state, final) if write else {}
+        metrics = write_metrics(run_dir, state) if write else {}
         if write:
             log.info(f"done: final top1 {100 * metrics['final_top1']:.2f}%, best top1 "
                      f"{100 * metrics['best_top1']:.2f}% (epoch {metrics['best_epoch']}"
@@ -302,6 +284,61 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     finally:
         if lock is not None:
             lock.release()
+
+
+class EpochLoop:
+    """The one owner of the absolute epoch (1-based, as the checkpoints and log lines number it): ``run`` goes
+    ``for epoch in range(first, last + 1)`` (timm's and PaddleClas's loop) and hands ``epoch`` to the data (sampler,
+    per-sample seeds, Mixup/CutMix), to Paddle's generator, to ``paddle.Model.fit`` for that one epoch, to the
+    evaluation (after epochs that are multiples of ``eval_freq``, and the last) and to the checkpoint saver.
+
+    A run resumed after epoch ``k`` therefore repeats exactly what the uninterrupted run did from ``k + 1`` on."""
+
+    def __init__(self, model: paddle.Model, train_batches, eval_loader, state: RunState, saver: CheckpointSaver,
+                 monitor: TrainingMonitor, progress: EpochProgBar, callbacks, seed: int, eval_freq: int = 1,
+                 ema: Optional[ModelEMA] = None, verbose: int = 2):
+        self.model, self.train_batches, self.eval_loader = model, train_batches, eval_loader
+        self.state, self.saver, self.monitor, self.progress, self.callbacks = state, saver, monitor, progress, \
+            callbacks
+        self.seed, self.eval_freq, self.ema, self.verbose = seed, eval_freq, ema, verbose
+
+    def evaluates(self, epoch: int, last: int) -> bool:
+        return epoch % self.eval_freq == 0 or epoch == last
+
+    def run(self, first: int, last: int, run_dir: Optional[str]) -> None:
+        """Train epochs ``first`` .. ``last``; ``run_dir`` receives ``metrics.json`` after each (None: write nothing,
+        another process writes)."""
+        net = self.model.network
+        for epoch in range(first, last + 1):
+            self.train_batches.set_epoch(epoch)
+            paddle.seed(epoch_seed(self.seed, epoch - 1))  # dropout, drop path
+            self.monitor.begin_epoch(epoch)
+            self.progress.absolute = epoch
+            self.model.fit(self.train_batches, epochs=1, verbose=self.verbose, log_freq=self.progress.log_freq,
+                           callbacks=self.callbacks)
+            train_logs = self.monitor.epoch_logs()
+            eval_logs = self.evaluate() if self.evaluates(epoch, last) else {}
+            improved = self.state.record_epoch(epoch, train_logs, eval_logs)
+            self.monitor.log_epoch(self.state.history[-1])
+            self.saver.save_epoch(epoch, net, self.model._optimizer, self.state.to_dict(), improved, self.ema,
+                                  best_is_ema=self.state.best_from == "ema")
+            if run_dir is not None:
+                with disk_errors(run_dir):
+                    write_metrics(run_dir, self.state)
+
+    def evaluate(self) -> Dict[str, Optional[float]]:
+        """Loss and top-k of the weights, and of the EMA weights (``ema_*``) when the run keeps an EMA."""
+        logs = _scalars(self.model.evaluate(self.eval_loader, verbose=0))
+        if self.ema is not None:
+            with self.ema.applied(self.model.network):
+                logs.update({f"ema_{k}": v for k, v in _scalars(self.model.evaluate(self.eval_loader,
+                                                                                     verbose=0)).items()})
+        return logs
+
+
+def _scalars(res: Dict[str, Any]) -> Dict[str, float]:
+    """``paddle.Model.evaluate``'s results as floats (it gives lists and arrays)."""
+    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items() if k == "loss" or k.startswith("acc")}
 
 
 def _catch_data_errors(store: list, previous):
@@ -330,7 +367,7 @@ def evaluate(cfg: Dict[str, Any], weights: str) -> Dict[str, float]:
     t0 = time.time()
     res = model.evaluate(eval_ds, batch_size=cfg["Data"]["Eval"]["batch_size"], verbose=0,
                          num_workers=cfg["Data"]["num_workers"])
-    out = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items()}
+    out = _scalars(res)
     if not np.isfinite(out.get("loss", 0.0)):
         raise WeightsError(f"the model produced non-finite outputs on the eval data (loss {out['loss']}): the weights "
                            f"'{weights}' are damaged (NaN or inf); evaluate an earlier checkpoint")

@@ -1,9 +1,11 @@
 """The predictor's preprocessing (``inference.yml``'s ``preprocess`` steps) from a config's eval transforms or from a
 model's ``default_cfg``, always ending at the exported input size.
 
-Steps: ``resize`` (``size`` int: the short side, aspect kept; ``[h, w]``: exactly), ``center_crop``, ``to_float``
-(divide by 255) and ``normalize`` -- what ``paddle.vision.transforms`` Resize/CenterCrop/ToTensor/Normalize do on a
-NumPy image, which training's eval pipeline uses, so the predictor sees the same numbers.
+Steps: ``resize`` (``size`` int: the short side, aspect kept, the long side truncated; ``[h, w]``: exactly;
+``interpolation``; ``antialias: true``: PIL's filter, which low-passes when shrinking, else OpenCV's), ``center_crop``,
+``to_float`` (divide by 255) and ``normalize`` -- what ``paddle.vision.transforms`` Resize/CenterCrop/ToTensor/Normalize
+(and our ``Resize(antialias=True)``) do on a NumPy image, which training's eval pipeline uses, so the predictor sees
+the same numbers.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ def _floats(value: Any) -> List[float]:
     return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
 
 
+def _resize_args(size: Any, interpolation: str, antialias: bool) -> Dict[str, Any]:
+    return {"size": size, "interpolation": interpolation, **({"antialias": True} if antialias else {})}
+
+
 def from_transforms(spec: Sequence[Dict[str, Any]]) -> Steps:
     """The eval transforms as predictor steps; a transform the predictor cannot reproduce is an ``ExportError``."""
     steps: Steps = []
@@ -26,7 +32,8 @@ def from_transforms(spec: Sequence[Dict[str, Any]]) -> Steps:
         (name, args), = item.items()
         args = args or {}
         if name == "Resize":
-            steps.append({"resize": {"size": args["size"], "interpolation": args.get("interpolation", "bilinear")}})
+            steps.append({"resize": _resize_args(args["size"], args.get("interpolation", "bilinear"),
+                                                 bool(args.get("antialias", False)))})
         elif name == "CenterCrop":
             steps.append({"center_crop": {"size": args["size"]}})
         elif name == "ToTensor":
@@ -40,9 +47,10 @@ def from_transforms(spec: Sequence[Dict[str, Any]]) -> Steps:
 
 
 def from_cfg(cfg: ModelCfg, size: Optional[int] = None) -> Steps:
-    """The model's own eval preprocessing (``default_cfg``: resize, centre crop, mean/std)."""
+    """The model's own eval preprocessing (``default_cfg``: resize, centre crop, mean/std), antialiased as timm's
+    ``create_transform`` (PIL) resizes."""
     size = int(size or cfg.input_size[1])
-    return [{"resize": {"size": cfg.eval_resize(size), "interpolation": cfg.interpolation}},
+    return [{"resize": _resize_args(cfg.eval_resize(size), cfg.interpolation, True)},
             {"center_crop": {"size": size}}, {"to_float": {"divisor": 255.0}},
             {"normalize": {"mean": [float(v) for v in cfg.mean], "std": [float(v) for v in cfg.std]}}]
 
@@ -64,7 +72,8 @@ def fit_to_size(steps: Steps, size: int, crop_pct: float) -> Steps:
     """
     geometric = [s for s in steps if next(iter(s)) in ("resize", "center_crop")]
     rest = [s for s in steps if next(iter(s)) not in ("resize", "center_crop")]
-    interp = next((s["resize"].get("interpolation", "bilinear") for s in geometric if "resize" in s), "bilinear")
+    first = next((s["resize"] for s in geometric if "resize" in s), {})
+    interp, antialias = first.get("interpolation", "bilinear"), bool(first.get("antialias", False))
     last = geometric[-1] if geometric else None
     if last is not None:
         (kind, args), = last.items()
@@ -77,5 +86,5 @@ def fit_to_size(steps: Steps, size: int, crop_pct: float) -> Steps:
         crops = [s["center_crop"]["size"] for s in geometric if "center_crop" in s]
         if resizes and crops and isinstance(crops[-1], int):
             crop_pct = crops[-1] / float(resizes[-1])
-    return [{"resize": {"size": int(round(size / crop_pct)), "interpolation": interp}},
+    return [{"resize": _resize_args(int(round(size / crop_pct)), interp, antialias)},
             {"center_crop": {"size": size}}] + rest

@@ -1,8 +1,8 @@
-"""Predictor preprocessing with OpenCV and NumPy: the eval transforms of training, step for step.
+"""Predictor preprocessing with OpenCV, PIL and NumPy: the eval transforms of training, step for step.
 
 Steps come from ``inference.yml`` (``resize``, ``center_crop``, ``to_float``, ``normalize``); they mirror
-``paddle.vision.transforms`` on NumPy images (its OpenCV backend), which training uses, so a predictor sees the same
-numbers as the dygraph model (tested to 1e-6).
+``paddle.vision.transforms`` on NumPy images (its OpenCV backend, or PIL for a resize with ``antialias: true``, as
+training's ``Resize(antialias=True)``), so a predictor sees the same numbers as the dygraph model (tested to 1e-6).
 """
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import cv2
 import numpy as np
 
 from ..errors import PredictorError
-from ..image import to_channels
+from ..image import resize_antialiased, to_channels
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
            "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 
 
-def resize(img: np.ndarray, size, interpolation: str = "bilinear") -> np.ndarray:
-    """An int resizes the shorter side (aspect kept, sizes truncated as Paddle does); [h, w] resizes exactly."""
+def resize(img: np.ndarray, size, interpolation: str = "bilinear", antialias: bool = False) -> np.ndarray:
+    """An int resizes the shorter side (aspect kept, sizes truncated as Paddle does); [h, w] resizes exactly.
+    ``antialias``: PIL's resize (low-passes when shrinking, as timm's eval transform), else OpenCV's."""
     h, w = img.shape[:2]
     if isinstance(size, int):
         if (w <= h and w == size) or (h <= w and h == size):
@@ -27,6 +28,8 @@ def resize(img: np.ndarray, size, interpolation: str = "bilinear") -> np.ndarray
         oh, ow = (int(size * h / w), size) if w < h else (size, int(size * w / h))
     else:
         oh, ow = int(size[0]), int(size[1])
+    if antialias:
+        return resize_antialiased(img, oh, ow, interpolation)
     out = cv2.resize(img, (ow, oh), interpolation=_INTERP[interpolation])
     return out[:, :, None] if img.ndim == 3 and out.ndim == 2 else out
 
@@ -55,7 +58,7 @@ class Preprocessor:
         scaled = False
         for name, args in self.steps:
             if name == "resize":
-                img = resize(img, args["size"], args.get("interpolation", "bilinear"))
+                img = resize(img, args["size"], args.get("interpolation", "bilinear"), bool(args.get("antialias")))
             elif name == "center_crop":
                 img = center_crop(img, args["size"])
             elif name == "to_float":
