@@ -18,8 +18,19 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
+#: the attribute every classifier here keeps its head in (``Classifier.classifier_name``; timm's
+#: ``default_cfg["classifier"]``)
+CLASSIFIER = "head"
+#: the eval transform's resize-to-crop ratio when a preset gives none (the ImageNet convention: 224 from 256)
+DEFAULT_CROP_PCT = 0.875
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_for_crop(size: int, crop_pct: float = DEFAULT_CROP_PCT) -> int:
+    """The short side an eval transform resizes to before its centre crop of ``size`` (timm's ``size / crop_pct``,
+    rounded)."""
+    return int(round(int(size) / float(crop_pct)))
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,7 @@ class ModelCfg:
     mean: Tuple[float, ...] = IMAGENET_MEAN
     std: Tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
-    crop_pct: float = 0.875
+    crop_pct: float = DEFAULT_CROP_PCT
     switches: Mapping[str, Tuple[Optional[str], ...]] = field(default_factory=dict)
     variant: Mapping[str, Any] = field(default_factory=dict)
     arch: Mapping[str, Any] = field(default_factory=dict)
@@ -74,8 +85,7 @@ class ModelCfg:
 
     def eval_resize(self, size: Optional[int] = None) -> int:
         """The short side an image is resized to before the centre crop of ``size`` (default: the input size)."""
-        size = int(size or self.input_size[1])
-        return int(round(size / self.crop_pct))
+        return resize_for_crop(size or self.input_size[1], self.crop_pct)
 
     def identity(self, num_classes: int) -> Dict[str, Any]:
         """What the weights of this model are: its name and every architecture argument (``num_classes`` as given,

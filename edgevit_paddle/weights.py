@@ -17,7 +17,7 @@ import paddle
 import paddle.nn as nn
 
 from .errors import MissingFileError, WeightsError
-from .model_cfg import identity_diff
+from .model_cfg import CLASSIFIER, identity_diff
 
 #: the key under which a ``.pdparams`` carries its identity
 IDENTITY_KEY = "__identity__"
@@ -105,9 +105,9 @@ def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> N
     net.set_state_dict(state)
 
 
-def head_classes(state: Dict[str, Any]) -> Optional[int]:
+def head_classes(state: Dict[str, Any], classifier: str = CLASSIFIER) -> Optional[int]:
     """The class count of weights, from their classifier (``head``, a Linear [in, out], in every model here)."""
-    head = state.get("head.weight")
+    head = state.get(f"{classifier}.weight")
     return int(head.shape[1]) if head is not None and len(head.shape) == 2 else None
 
 

@@ -96,3 +96,19 @@ def test_required_configs_exist():
                  "vit/vitbn_mnist.yaml"]:
         assert need in names
     assert any("cifar10" in n for n in names) and any("imagefolder" in n for n in names)
+
+
+def test_a_bug_in_our_own_transform_keeps_its_traceback(monkeypatch):
+    from edgevit_paddle.data import transforms
+    with pytest.raises(ConfigError, match="bad arguments for Resize .*missing a required argument: 'size'"):
+        transforms.build_transforms([{"Resize": {}}], 3)  # the config's mistake
+    with pytest.raises(ConfigError, match="must start with 'rand-'"):
+        transforms.build_transforms([{"RandAugment": {"config_str": "nonsense"}}], 3)
+
+    class Buggy(transforms.RandAugment):
+        def __init__(self, config_str: str = "rand-m9", interpolation: str = "bilinear"):
+            raise TypeError("planted bug")
+
+    monkeypatch.setitem(transforms.EXTRA, "RandAugment", Buggy)
+    with pytest.raises(TypeError, match="planted bug"):
+        transforms.build_transforms([{"RandAugment": {}}], 3)

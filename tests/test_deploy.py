@@ -71,7 +71,7 @@ def test_photos_through_both_backends(quickstart_export, photos, backend):
     model_dir, _ = quickstart_export
     res = subprocess.run([sys.executable, INFER, "--model-dir", str(model_dir), "--backend", backend, "--json",
                           "--batch-size", "4", str(photos)], capture_output=True, text=True)
-    assert res.returncode == 1, res.stderr[-2000:]
+    assert res.returncode == 3, res.stderr[-2000:]
     results = {os.path.basename(r["path"]): r for r in map(json.loads, res.stdout.strip().splitlines())}
     assert sorted(results) == ["broken.jpg", "image_00001.jpg", "image_00002.jpg", "image_00003.jpg",
                                "image_04000.jpg", "truncated.jpg"]
@@ -192,3 +192,24 @@ def test_legacy_format_is_refused_with_the_reason(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     (line,) = res.stderr.strip().splitlines()[-1:]
     assert line.startswith("error: FLAGS_enable_pir_api=0") and "export ONNX" in line
+
+
+@pytest.mark.parametrize("backend", ["paddle", "onnxruntime"])
+def test_a_bug_in_a_backend_keeps_its_traceback(quickstart_export, photos, monkeypatch, backend):
+    """Only what the runtimes raise for bad files and inputs becomes a one-line error or a skipped image; a
+    TypeError planted in the backend comes through as itself, at load and while predicting."""
+    from edgevit_paddle.inference import onnx_backend, paddle_backend
+    model_dir, _ = quickstart_export
+    cls = {"paddle": paddle_backend.PaddleBackend, "onnxruntime": onnx_backend.OnnxRuntimeBackend}[backend]
+
+    def planted(self, batch):
+        raise TypeError("planted bug")
+
+    with monkeypatch.context() as m:
+        m.setattr(cls, "run", planted)
+        with pytest.raises(TypeError, match="planted bug"):
+            Predictor(str(model_dir), PredictorOptions(backend=backend))
+    pred = Predictor(str(model_dir), PredictorOptions(backend=backend, batch_size=2))
+    monkeypatch.setattr(pred.backend, "run", lambda batch: planted(None, batch))
+    with pytest.raises(TypeError, match="planted bug"):
+        list(pred.predict_paths(sorted(str(p) for p in photos.glob("image_*.jpg"))))

@@ -163,7 +163,7 @@ def test_bad_inputs_are_reported_and_skipped(flowers_export, flowers_images, tmp
     res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "infer.py"), "--model-dir", model_dir,
                           str(tmp_path / "empty.jpg"), str(tmp_path / "notes.jpg"), str(tmp_path / "*.png"), real,
                           "--topk", "2", "--batch-size", "2"], capture_output=True, text=True)
-    assert res.returncode == 1
+    assert res.returncode == 3
     out = res.stdout.strip().splitlines()
     assert len(out) == 4 and all(line.split(": ", 1)[1].startswith(tuple(FLOWERS102_CLASSES)) for line in out), \
         res.stdout
@@ -176,7 +176,7 @@ def test_bad_inputs_are_reported_and_skipped(flowers_export, flowers_images, tmp
     res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "infer.py"), "--model-dir", model_dir,
                           str(tmp_path / "truncated.jpg"), real, "--json"], capture_output=True, text=True)
     lines = [json.loads(line) for line in res.stdout.strip().splitlines()]
-    assert res.returncode == 1 and "truncated JPEG" in lines[0]["error"] and "topk" in lines[1]
+    assert res.returncode == 3 and "truncated JPEG" in lines[0]["error"] and "topk" in lines[1]
 
 
 def test_directory_and_glob_inputs(flowers_images):

@@ -338,3 +338,36 @@ def test_ctrl_c_reaches_a_run_started_in_the_background_of_a_script(tmp_path):
     code, out, latest = signal_after_first_epoch(tmp_path, signal.SIGINT,
                                                  lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert code == 130 and latest["checkpoint"] == "interrupted", out[-2000:]
+
+
+def test_a_bug_when_reading_checkpoints_or_building_kernels_keeps_its_traceback(tmp_path, monkeypatch):
+    """A damaged checkpoint falls back to an intact one, but a TypeError in paddle.load's caller is not taken for a
+    damaged file; a bug in the kernel build is not taken for a missing compiler."""
+    from edgevit_paddle import kernels
+    from edgevit_paddle.engine import checkpoint as ckpt
+    from edgevit_paddle.engine.checkpoint_saver import CheckpointSaver
+    net = paddle.nn.Linear(2, 2)
+    saver = CheckpointSaver(str(tmp_path), total_epochs=1)
+    saver.save_epoch(1, net, None, {"epochs_done": 1}, improved=False)
+    assert saver.resume_point()["checkpoint"] == "epoch_1"
+
+    def planted(*a, **k):
+        raise TypeError("planted bug")
+
+    with monkeypatch.context() as m:
+        m.setattr(ckpt.paddle, "load", planted)
+        with pytest.raises(TypeError, match="planted bug"):
+            saver.resume_point()
+    monkeypatch.setattr(kernels, "_state", {"ready": None, "reason": "", "threads": None})
+    monkeypatch.setattr(kernels, "_build", planted)
+    monkeypatch.setattr(kernels, "cache_dir", lambda: str(tmp_path / "kernels"))
+    with pytest.raises(TypeError, match="planted bug"):
+        kernels.available()
+    monkeypatch.setattr(kernels, "_state", {"ready": None, "reason": "", "threads": None})
+
+    def no_compiler(folder):
+        raise OSError("no compiler found")
+
+    monkeypatch.setattr(kernels, "_build", no_compiler)
+    with pytest.warns(UserWarning, match="using Paddle's ops: no compiler found"):
+        assert kernels.available() is False

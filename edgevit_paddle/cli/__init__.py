@@ -12,6 +12,20 @@ from ..errors import UserError
 KNOWN_NOISE = ("No ccache found", "When training, we now always track global mean", "To copy construct from a tensor")
 
 
+def add_switch_options(p, when: str = "") -> List[str]:
+    """An option ``--<switch>`` for every variant switch a model family declares (``Classifier.switches``), its
+    help listing each family's choices; returns the switch names (pass ``{s: getattr(args, s)}`` to
+    ``create_model``, which drops the ones left unset and names the choices of a wrong value)."""
+    from ..models.base import family_switches
+    by_switch: dict = {}
+    for family, switches in family_switches().items():
+        for name, choices in switches.items():
+            by_switch.setdefault(name, []).append(f"{family}: {', '.join(str(c) for c in choices)}")
+    for name, families in by_switch.items():
+        p.add_argument(f"--{name}", help=f"{when}the {name} switch ({'; '.join(families)}; default: the preset's)")
+    return list(by_switch)
+
+
 def quiet_known_warnings() -> None:
     """Silence Paddle warnings that say nothing to our users (the same list as pytest.ini)."""
     for text in KNOWN_NOISE:

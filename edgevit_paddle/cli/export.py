@@ -9,7 +9,7 @@ optionally INT8 (inference_int8.onnx), and inference.yml; BatchNorms folded; eve
 import argparse
 import os
 
-from . import UserError, run
+from . import UserError, add_switch_options, run
 
 
 def main(argv=None):
@@ -18,8 +18,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", help="the run's config.yaml (or any config)")
     p.add_argument("--model", help="instead of -c: a registered model name, exported with random weights")
-    p.add_argument("--norm", help="with --model: the norm switch (EdgeViT: gn, ln, bn)")
-    p.add_argument("--ffn", help="with --model: the FFN switch (EdgeViT: conv, linear)")
+    switches = add_switch_options(p, "with --model: ")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--weights", help="checkpoint prefix or .pdparams (default: random weights, for benchmarks)")
     p.add_argument("--out", help="output folder (default: Export.output_dir, else <run>/inference)")
@@ -38,7 +37,8 @@ def main(argv=None):
         if args.config or args.weights or args.int8:
             raise UserError("--model exports random weights: give either --model or -c/--weights (and --int8)")
         res = export_registered(args.model, args.out or os.path.join("output", f"{args.model}_inference"),
-                                fold=not args.no_fold, formats=args.format, norm=args.norm, ffn=args.ffn)
+                                fold=not args.no_fold, formats=args.format,
+                                **{s: getattr(args, s) for s in switches})
     elif args.config:
         res = export_from_config(load_config(args.config, args.override), args.weights, args.out,
                                  fold=False if args.no_fold else None, formats=args.format, int8=args.int8,

@@ -6,7 +6,8 @@
     python tools/infer.py --model-dir DIR --device gpu --use-tensorrt --precision fp16 images/   (GPU build only)
 
 Unreadable, empty or truncated files, and images the model fails on, are reported on their own line and skipped; the
-exit code is 1 when any input failed.
+exit code is 3 when some inputs failed (the others are classified), 2 for a user error that stops the tool, 1 only
+for a bug (with its traceback).
 """
 import argparse
 import json
@@ -79,7 +80,12 @@ def main(argv=None):
     bar.close()
     if failed:
         print(f"{failed} of {len(paths)} inputs could not be read", file=sys.stderr)
-    return 1 if failed else 0
+    return INPUTS_FAILED if failed else 0
+
+
+#: the exit code when some inputs could not be classified (the others were): apart from 1, a bug with its traceback,
+#: and 2, a user error that stopped the tool
+INPUTS_FAILED = 3
 
 
 def cli() -> None:

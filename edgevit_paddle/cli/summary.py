@@ -5,14 +5,13 @@
 """
 import argparse
 
-from . import parse_shape, run
+from . import add_switch_options, parse_shape, run
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="edgevit_xxs", help="registered model name (see --list)")
-    p.add_argument("--norm", help="the norm switch (EdgeViT: gn, ln, bn; default: the preset's)")
-    p.add_argument("--ffn", help="the FFN switch (EdgeViT: conv, linear; default: the preset's)")
+    switches = add_switch_options(p)
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the preset's)")
     p.add_argument("--input", help="input shape N,C,H,W (default: 1 x the model's default input size)")
     p.add_argument("--table", action="store_true", help="print the parameters/GMACs table of every preset")
@@ -30,7 +29,7 @@ def main(argv=None):
     if args.table:
         print(complexity_table(list_models()))
         return 0
-    model = create_model(args.model, norm=args.norm, ffn=args.ffn, num_classes=args.num_classes)
+    model = create_model(args.model, num_classes=args.num_classes, **{s: getattr(args, s) for s in switches})
     shape = parse_shape(args.input) if args.input else [1, *model.default_input_size]
     model.eval()
     model(paddle.zeros(shape))  # checks the size with a clear message before the summary's hooks run

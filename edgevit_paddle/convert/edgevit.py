@@ -17,6 +17,7 @@ import paddle
 import paddle.nn as nn
 
 from ..errors import MissingFileError, WeightsError
+from ..models.edgevit import AUTHORS_VARIANT
 from ..weights import compare_tensors, tensor_problems
 
 _RULES = [
@@ -93,11 +94,11 @@ def load_original(model: nn.Layer, src: Union[str, os.PathLike, Mapping]) -> nn.
         WeightsError: the model is not the original configuration, or keys are missing/unexpected, or shapes differ
             (every problem is listed).
     """
-    variant = model.default_cfg.variant
-    norm, ffn = variant.get("norm"), variant.get("ffn")
-    if (norm, ffn) != ("ln", "linear"):
+    got = {k: model.default_cfg.variant.get(k) for k in AUTHORS_VARIANT}
+    if got != AUTHORS_VARIANT:
+        want = ", ".join(f"{k}={v!r}" for k, v in AUTHORS_VARIANT.items())
         raise WeightsError(f"the authors' weights fit the original configuration only: build the model with "
-                         f"norm='ln', ffn='linear' (got norm={norm!r}, ffn={ffn!r})")
+                           f"{want} (got {', '.join(f'{k}={v!r}' for k, v in got.items())})")
     target = model.state_dict()
     source = to_our_keys(read_state_dict(src), model)
     problems = tensor_problems(*compare_tensors(target, source))

@@ -27,7 +27,7 @@ import paddle.vision.transforms as T
 
 from ..errors import ConfigError
 from ..image import from_pil, to_channels, to_pil
-from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD
+from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD, resize_for_crop
 from .rand_augment import RandAugment
 from .random_erasing import TimmRandomErasing
 
@@ -141,11 +141,19 @@ def build_transforms(spec: Optional[Sequence[Dict[str, Any]]], channels: int, wh
     for item in spec or []:
         name, args = _entry(item, where)
         args = {k: tuple(v) if isinstance(v, list) and k in ("size", "scale", "ratio") else v for k, v in args.items()}
+        cls = _transform_class(name)
         try:
-            ops.append(_transform_class(name)(**args))
+            inspect.signature(cls).bind(**args)  # missing or unknown arguments are the config's
+        except TypeError as e:
+            raise ConfigError(f"{where}: bad arguments for {name} {args}: {e}") from None
+        # values Paddle's own constructors refuse (they assert, or raise ValueError / TypeError) are the config's too;
+        # a TypeError from any other constructor (ours) is a bug and keeps its traceback
+        refused = (ValueError, AssertionError) + ((TypeError,) if cls.__module__.startswith("paddle.") else ())
+        try:
+            ops.append(cls(**args))
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
-        except (TypeError, ValueError, AssertionError) as e:
+        except refused as e:
             raise ConfigError(f"{where}: bad arguments for {name} {args}: {e}") from None
     return T.Compose(ops)
 
@@ -156,5 +164,5 @@ def default_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMA
         spec = [{"RandomResizedCrop": {"size": image_size, "scale": [0.35, 1.0]}}]
         spec += [{"RandomHorizontalFlip": {}}] if flip else []
     else:
-        spec = [{"Resize": {"size": int(round(image_size / 0.875))}}, {"CenterCrop": {"size": image_size}}]
+        spec = [{"Resize": {"size": resize_for_crop(image_size)}}, {"CenterCrop": {"size": image_size}}]
     return spec + [{"ToTensor": {}}, {"Normalize": {"mean": list(mean), "std": list(std)}}]

@@ -100,10 +100,11 @@ def split_decay(model: nn.Layer, decay_norm_and_bias: bool = False):
 
 
 def set_backbone_lr_mult(model: nn.Layer, mult: float) -> None:
-    """Every trainable parameter but the head's (``head.*``) learns at ``mult`` times the rate: Paddle's
-    per-parameter learning rate (``ParamAttr(learning_rate=...)``), which every optimizer applies."""
-    for name, p in model.named_parameters():
-        p.optimize_attr["learning_rate"] = 1.0 if name.startswith("head.") else float(mult)
+    """Every trainable parameter but the classifier's (``model.get_classifier()``) learns at ``mult`` times the rate:
+    Paddle's per-parameter learning rate (``ParamAttr(learning_rate=...)``), which every optimizer applies."""
+    head = {id(p) for p in model.get_classifier().parameters()}
+    for p in model.parameters():
+        p.optimize_attr["learning_rate"] = 1.0 if id(p) in head else float(mult)
 
 
 def build_optimizer(opt_cfg: Dict[str, Any], model: nn.Layer, steps_per_epoch: int, epochs: int,

@@ -27,6 +27,7 @@ import yaml
 
 from ..errors import MissingFileError, WeightsError
 from ..model_cfg import identity_diff
+from ..models.edgevit import AUTHORS_VARIANT
 from ..weights import (
     IDENTITY_KEY,
     compare_tensors,
@@ -41,8 +42,6 @@ from .checkpoint_saver import read_latest
 
 #: file endings of the authors' (PyTorch) weights
 AUTHORS_FORMATS = (".pth", ".pt", ".bin", ".npz")
-#: the authors' EdgeViT is our ``norm="ln", ffn="linear"`` variant
-AUTHORS_VARIANT = {"norm": "ln", "ffn": "linear"}
 
 
 def _from_folder(path: str) -> str:
@@ -114,8 +113,8 @@ def load_pretrained(net: nn.Layer, path: str, strict: bool = True, any_variant: 
     if not any_variant:
         _check_variant(net, identity, source)
     own = net.state_dict()
-    head = [k for k in own if k.startswith("head.")]
-    weights_classes = head_classes(state)
+    head = [k for k in own if k.startswith(net.classifier_name + ".")]
+    weights_classes = head_classes(state, net.classifier_name)
     reset_head = weights_classes is not None and weights_classes != net.num_classes
     missing, unexpected, misshaped = compare_tensors(own, state, head if reset_head else ())
     problems = tensor_problems(missing, unexpected, misshaped)

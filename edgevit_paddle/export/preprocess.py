@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ExportError
-from ..model_cfg import ModelCfg
+from ..model_cfg import ModelCfg, resize_for_crop
 
 Steps = List[Dict[str, Any]]
 
@@ -86,5 +86,5 @@ def fit_to_size(steps: Steps, size: int, crop_pct: float) -> Steps:
         crops = [s["center_crop"]["size"] for s in geometric if "center_crop" in s]
         if resizes and crops and isinstance(crops[-1], int):
             crop_pct = crops[-1] / float(resizes[-1])
-    return [{"resize": _resize_args(int(round(size / crop_pct)), interp, antialias)},
+    return [{"resize": _resize_args(resize_for_crop(size, crop_pct), interp, antialias)},
             {"center_crop": {"size": size}}] + rest

@@ -24,6 +24,17 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def runtime_errors(ort) -> tuple:
+    """What ONNX Runtime raises for a damaged or foreign file and for an input the model does not take (its own
+    exception classes, which derive from ``Exception`` only, and the builtins it maps to); a ``TypeError`` or
+    ``AttributeError`` from our code is not among them and keeps its traceback."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    own = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException", "InvalidProtobuf",
+           "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    return tuple(getattr(state, n) for n in own if hasattr(state, n)) + (RuntimeError, ValueError, OSError,
+                                                                         MemoryError)
+
+
 def onnx_file(model_dir: str, precision: str) -> str:
     return os.path.join(model_dir, ONNX_FILES.get(precision, ONNX_FILES["fp32"]))
 
@@ -42,6 +53,7 @@ class OnnxRuntimeBackend:
         except ImportError:
             raise PredictorError("the onnxruntime backend needs `pip install onnxruntime` (a dependency of this "
                                  "package): reinstall it, or use --backend paddle") from None
+        self.errors = runtime_errors(ort)
         path = onnx_file(model_dir, opts.precision)
         if not os.path.isfile(path):
             how = "--int8" if opts.precision == "int8" else "--format onnx (or all)"
@@ -61,7 +73,7 @@ class OnnxRuntimeBackend:
         so.log_severity_level = 0 if opts.verbose else 3
         try:
             self.session = ort.InferenceSession(path, so, providers=providers)
-        except Exception as e:  # a truncated or foreign file: ONNX Runtime's own message, first line
+        except self.errors as e:  # a truncated or foreign file: ONNX Runtime's own message, first line
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise PredictorError(f"cannot load '{path}' ({first}): the file is damaged or not from "
                                  "tools/export.py; re-export the model") from None

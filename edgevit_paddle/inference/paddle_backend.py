@@ -86,6 +86,11 @@ class PaddleBackend:
     """Runs ``model_dir``'s ``inference.json`` + ``inference.pdiparams`` with ``paddle.inference``."""
 
     name = "paddle"
+    #: what Paddle raises for a damaged or foreign file and an input the model does not take (its C++ errors arrive
+    #: as these builtins: InvalidArgument as ValueError, NotFound/PreconditionNotMet as RuntimeError, OutOfRange as
+    #: IndexError, ResourceExhausted as MemoryError, Fatal as SystemError); a TypeError from our code keeps its
+    #: traceback
+    errors = (RuntimeError, ValueError, OSError, IndexError, MemoryError, SystemError)
 
     def __init__(self, model_dir: str, opts: PredictorOptions, input_size: Sequence[int]):
         import paddle
@@ -113,7 +118,7 @@ class PaddleBackend:
             self.config = config
             try:
                 self.predictor = inference.create_predictor(config)
-            except Exception as e:  # a truncated or foreign file: Paddle's own message, first line
+            except self.errors as e:  # a truncated or foreign file: Paddle's own message, first line
                 raise PredictorError(f"cannot load the model in '{model_dir}' ({_first_line(e)}): the files are "
                                      "damaged or not from tools/export.py; re-export the model") from None
             self.input_name = self.predictor.get_input_names()[0]

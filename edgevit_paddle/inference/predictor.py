@@ -105,7 +105,7 @@ class Predictor:
         try:
             with native_output_redirected(not self.options.verbose):  # oneDNN names its passes on the first run
                 out = self.backend.run(np.zeros([1, *self.input_size], np.float32))
-        except Exception as e:
+        except self.backend.errors as e:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise PredictorError(f"the model does not accept the input size {self.input_size} from inference.yml "
                                  f"({first}): re-export the model") from None
@@ -160,14 +160,14 @@ class Predictor:
         """Logits per image, or the error of an image whose run failed (a failed batch is retried one by one)."""
         try:
             return list(self.run(np.stack([x for _, x in pending])))
-        except Exception:
+        except self.backend.errors:
             if len(pending) == 1:
                 raise
         out: List[Any] = []
         for item in pending:
             try:
                 out += self._logits([item])
-            except Exception as e:  # reported for this image; the others go on
+            except self.backend.errors as e:  # reported for this image; the others go on
                 out.append(PredictorError(str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)))
         return out
 
@@ -176,7 +176,7 @@ class Predictor:
             return
         try:
             results = self._logits(pending)
-        except Exception as e:
+        except self.backend.errors as e:
             results = [PredictorError(str(e).strip().splitlines()[0][:200])]
         for (path, _), logits in zip(pending, results):
             if isinstance(logits, Exception):

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import os
 import platform
+import subprocess
 import sys
 import warnings
 from typing import Optional
@@ -35,6 +36,11 @@ CXX_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-pthread"]
 LD_FLAGS = ["-pthread"]
 
 _state = {"ready": None, "reason": "", "threads": None}
+
+#: what a build or load that cannot work raises: no compiler or an unwritable cache (OSError), a failed compile
+#: (CalledProcessError; RuntimeError from Paddle's cpp_extension), a built library that does not load (ImportError,
+#: RuntimeError). A bug in this module (TypeError, NameError...) keeps its traceback instead of becoming the slow path.
+BUILD_ERRORS = (OSError, RuntimeError, subprocess.SubprocessError, ImportError)
 
 #: what a training process's environment needs before Paddle loads (libgomp reads it then): Paddle's own OpenMP loops
 #: let their idle threads sleep at once instead of spinning, which kept the cores from MKL and from our kernels
@@ -123,7 +129,7 @@ def available() -> bool:
                 load_op_meta_info_and_register_op(so)
             else:
                 _build(folder)
-    except Exception as e:  # no compiler, a failed build, an unwritable cache: Paddle's ops instead
+    except BUILD_ERRORS as e:  # no compiler, a failed build, an unwritable cache: Paddle's ops instead
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         _state["reason"] = f"{first} (see {os.path.join(folder, 'build.log')})"
         warnings.warn(f"edgevit_paddle: compiled CPU kernels unavailable, using Paddle's ops: {_state['reason']}")

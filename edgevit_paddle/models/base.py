@@ -8,7 +8,19 @@ import paddle.nn as nn
 
 from ..errors import ModelError
 from ..layers import init_torch_style
-from ..model_cfg import ModelCfg
+from ..model_cfg import CLASSIFIER, ModelCfg
+
+
+def family_switches() -> Dict[str, Mapping[str, Tuple]]:
+    """``{family: switches}`` of every model class defined (``Classifier`` subclasses), read from the classes."""
+    out: Dict[str, Mapping[str, Tuple]] = {}
+    todo = list(Classifier.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        todo += cls.__subclasses__()
+        if getattr(cls, "switches", None):
+            out.setdefault(cls.family, dict(cls.switches))
+    return out
 
 
 class Classifier(nn.Layer):
@@ -73,8 +85,12 @@ class Classifier(nn.Layer):
     def no_weight_decay(self) -> set:
         return set()
 
+    #: the attribute holding the classifier (timm's ``default_cfg["classifier"]``); its parameters are
+    #: ``<classifier_name>.weight`` / ``.bias``
+    classifier_name = CLASSIFIER
+
     def get_classifier(self) -> nn.Layer:
-        return self.head
+        return getattr(self, self.classifier_name)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a new ``num_classes``-way Linear (0: no head, ``forward`` returns pooled features)."""

@@ -301,6 +301,9 @@ def _create_edgevit(variant: str, arch: dict, **kwargs) -> EdgeViT:
     return build_model(EdgeViT, variant, arch, kwargs)
 
 
+#: the authors' EdgeViT (their weights, ``convert.load_original``) is our ``norm="ln", ffn="linear"`` variant
+AUTHORS_VARIANT = {"norm": "ln", "ffn": "linear"}
+
 # ImageNet-style evaluation at 224 (bicubic resize to 256, centre crop), as the authors evaluate (DeiT's eval
 # transform); our Flowers-102 configs set their own sizes.
 default_cfgs = {name: dict(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic")
