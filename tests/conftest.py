@@ -40,3 +40,15 @@ def flowers_jpegs(out, ids=(1, 2, 3, 4000)):
             tar.extract(member, out)
     return sorted(str(p) for p in out.iterdir())
 
+
+
+def randomise_bn(model, seed=0):
+    """Random BatchNorm statistics and affines (so that folding is tested on more than an identity)."""
+    rng = np.random.RandomState(seed)
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
+            for p, v in ((layer._mean, rng.randn(*layer._mean.shape) * 0.5),
+                         (layer._variance, rng.rand(*layer._variance.shape) + 0.5),
+                         (layer.weight, rng.randn(*layer.weight.shape)), (layer.bias, rng.randn(*layer.bias.shape))):
+                p.set_value(v.astype("float32"))
+    return model

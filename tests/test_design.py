@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, randomise_bn
 
 import edgevit_paddle as ep
 from edgevit_paddle import registry
@@ -101,16 +101,6 @@ def toynet():
         yield "toynet_test"
     finally:
         registry.unregister_model("toynet_test")
-
-
-def randomise_bn(model):
-    rng = np.random.RandomState(0)
-    for layer in model.sublayers():
-        if isinstance(layer, nn.layer.norm._BatchNormBase):
-            layer._mean.set_value(rng.randn(*layer._mean.shape).astype("float32"))
-            layer._variance.set_value((rng.rand(*layer._variance.shape) + 0.5).astype("float32"))
-            layer.weight.set_value(rng.randn(*layer.weight.shape).astype("float32"))
-    return model
 
 
 def test_a_new_family_gets_metadata_folding_flops_benchmark_and_export(toynet, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import paddle
 import pytest
 import yaml
-from conftest import DATA, ROOT, flowers_jpegs
+from conftest import DATA, ROOT, flowers_jpegs, randomise_bn
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
@@ -27,17 +27,6 @@ from edgevit_paddle.inference import (
     expand_inputs,
     paddle_backend,
 )
-
-
-def randomise_bn(model, seed=0):
-    rng = np.random.RandomState(seed)
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
-            for p, v in ((layer._mean, rng.randn(*layer._mean.shape) * 0.5),
-                         (layer._variance, rng.rand(*layer._variance.shape) + 0.5),
-                         (layer.weight, rng.randn(*layer.weight.shape)), (layer.bias, rng.randn(*layer.bias.shape))):
-                p.set_value(v.astype("float32"))
-    return model
 
 
 def small_input(model, batch=2):

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import paddle
 import pytest
-from conftest import flowers_jpegs
+from conftest import flowers_jpegs, randomise_bn
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
@@ -53,17 +53,6 @@ for _name, _variant, _params, _cls, _default in CASES:
 REPRESENTATIVES = [pytest.param(n, v, d, id=_variant_id(n, v)) for n, v, _, d in _SMALLEST.values()]
 
 
-def _randomise_bn(model, seed=0):
-    rng = np.random.RandomState(seed)
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
-            for p, v in ((layer._mean, rng.randn(*layer._mean.shape) * 0.5),
-                         (layer._variance, rng.rand(*layer._variance.shape) + 0.5),
-                         (layer.weight, rng.randn(*layer.weight.shape)), (layer.bias, rng.randn(*layer.bias.shape))):
-                p.set_value(v.astype("float32"))
-    return model
-
-
 @pytest.mark.parametrize("name,variant", MATRIX)
 def test_builds_trains_and_folds(name, variant):
     net = ep.create_model(name, num_classes=3, **variant)
@@ -79,7 +68,7 @@ def test_builds_trains_and_folds(name, variant):
         if not p.stop_gradient:
             assert p.grad is not None and np.isfinite(p.grad.numpy()).all(), pname
     net.clear_gradients()
-    net = _randomise_bn(net)
+    net = randomise_bn(net)
     net.eval()
     with paddle.no_grad():
         ref = net(x).numpy()
