@@ -1,7 +1,8 @@
 """Datasets from config, all readable offline from local files.
 
-Paddle's own classes are used wherever they exist (``Flowers``, ``MNIST``, ``Cifar10``/``Cifar100``,
-``DatasetFolder``), always with ``download=False`` and the OpenCV backend; a missing file is an error at open that
+Paddle's own classes are used wherever they exist (``Flowers``, ``MNIST``, ``Cifar10``/``Cifar100``), always with
+``download=False`` and the OpenCV backend; image folders are listed by our own lazy folder (one directory scan,
+nothing decoded, unreadable images replaced and reported); a missing file is an error at open that
 says which files to put where. Every dataset yields ``(image float32 CHW, label int64 [1])`` with 0-based labels.
 
 - ``digits``: scikit-learn's 1,797 real 8x8 handwritten digits (they ship with scikit-learn), upsampled by the
