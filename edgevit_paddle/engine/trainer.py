@@ -115,7 +115,7 @@ def set_device(device: str, cpu_threads: Optional[int] = None, world_size: int =
     paddle.set_device(device)
     if device != "cpu":
         return None
-    threads = cpu_threads or (max(1, (os.cpu_count() or 1) // world_size) if world_size > 1 else None)
+    threads = cpu_threads or (max(1, kernels.default_threads() // world_size) if world_size > 1 else None)
     if threads:
         paddle.base.core.set_num_threads(threads)
     kernels.set_threads(threads)  # our compiled kernels share the same cores, no more
