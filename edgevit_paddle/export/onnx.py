@@ -33,15 +33,18 @@ def to_onnx(model_dir: str, opset: int = OPSET) -> str:
     prefix = os.path.join(model_dir, "inference")
     out = os.path.join(model_dir, ONNX_FILES["fp32"])
     with tempfile.TemporaryFile(mode="w+") as log, native_output_redirected(to=log):
+        def failure(cause: str) -> RuntimeError:
+            log.seek(0)
+            return RuntimeError(f"paddle2onnx could not convert {prefix}.json ({cause}): {log.read()[-1500:]}")
+
         try:
             paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", out, opset_version=opset,
                                enable_onnx_checker=True, optimize_tool="None", verbose=False)
-            failed = None
-        except Exception as e:  # paddle2onnx logs a conversion error, then fails on its own missing result
-            failed = e
-        if failed is not None or not os.path.isfile(out):
-            log.seek(0)
-            raise RuntimeError(f"paddle2onnx could not convert {prefix}.json ({failed!r}): {log.read()[-1500:]}")
+        except (Exception, SystemExit) as e:  # paddle2onnx logs a conversion error, then fails on its own missing
+            # result, or calls sys.exit(-1) on a program it cannot read: re-raised with its log, its traceback kept
+            raise failure(repr(e)) from e
+        if not os.path.isfile(out):
+            raise failure("no file written")
     return out
 
 
