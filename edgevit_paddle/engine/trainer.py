@@ -183,22 +183,20 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     ema = ModelEMA(net, cfg["EMA"]["decay"]) if cfg["EMA"]["decay"] else None
 
     state = RunState(identity=model_identity(net))
+    run_dir = resume or _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
+    total_epochs = g["epochs"]
+    saver = CheckpointSaver(os.path.join(run_dir, "checkpoints"), g["save_freq"], g["keep_checkpoints"], total_epochs,
+                            write)
     if resume:
-        run_dir = resume
-        latest = CheckpointSaver(os.path.join(run_dir, "checkpoints")).resume_point()
+        latest = saver.resume_point()
         if latest is None:
             raise MissingFileError(f"nothing to resume in '{run_dir}': no checkpoints/latest.json there")
         state = RunState.from_dict(latest)
         check_identity(net, identity_in(latest), os.path.join(run_dir, "checkpoints", latest["checkpoint"]))
         state.identity = model_identity(net)
-    else:
-        run_dir = _new_run_dir(g["output_dir"], g["run_name"] or _default_run_name(cfg))
     with disk_errors(run_dir):
         lock = RunLock(run_dir) if write else None
     try:
-        total_epochs = g["epochs"]
-        saver = CheckpointSaver(os.path.join(run_dir, "checkpoints"), g["save_freq"], g["keep_checkpoints"],
-                                total_epochs, write)
         recovered = saver.recover(latest) if (resume and write) else []
         setup_logging(run_dir if write else None)
         print(f"run directory: {run_dir}", flush=True)
