@@ -1,17 +1,22 @@
-"""edgevit-paddle: EdgeViT and light-weight vision transformers in PaddlePaddle."""
+"""edgevit-paddle: EdgeViT and light-weight vision transformers in PaddlePaddle.
+
+Importing the package changes one thing outside it: ``MKL_DEBUG_CPU_TYPE=5`` is set in the environment unless the
+user set it (MKL, bundled with Paddle's CPU wheel, takes a slow generic path on AMD CPUs unless told the CPU type,
+and reads it when Paddle loads; measured on a 2-core AMD EPYC: the quickstart's training epoch 24.7 s -> 18.8 s,
+bit-identical losses). Paddle's import-time noise (``paddle_noise``) is silenced around our own ``import paddle``
+only; warning filters, ``paddle.flops``' tables and Paddle's flags are left as they were.
+"""
 import os
 import warnings
 
-# MKL (bundled with Paddle's CPU wheel) takes a slow generic path on AMD CPUs unless told the CPU type; it must be
-# set before Paddle loads. Measured here (2-core AMD EPYC): the quickstart's training epoch 24.7 s -> 18.8 s, with
-# bit-identical losses. An explicit user setting wins.
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
-# Paddle warns on import when ccache (a C++ build cache) is missing; it is irrelevant to everything here.
-warnings.filterwarnings("ignore", message="No ccache found")
+from . import paddle_noise  # noqa: E402
 
 try:
-    import paddle  # noqa: F401
+    with warnings.catch_warnings():
+        paddle_noise.quiet()
+        import paddle  # noqa: F401
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
         "edgevit_paddle needs PaddlePaddle, which is installed separately: `pip install paddlepaddle==3.3.1` (CPU) "

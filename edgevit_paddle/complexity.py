@@ -2,8 +2,9 @@
 
 ``paddle.flops`` counts only leaf layers it knows by exact type. Our own leaf layers that it does not know declare
 their count themselves, as a method ``count_macs(inputs, output) -> int`` (the attention matmuls, channels-first qkv
-projections, our norms); ``count_macs`` below hands each such type to ``paddle.flops`` as a custom op. A new leaf layer
-needs nothing here.
+projections, our norms); ``custom_ops`` below hands each such type to ``paddle.flops`` as a custom op, and our
+subclasses of Paddle's layers (convolutions, GELU) the counter of their Paddle base. A new leaf layer needs nothing
+here.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import paddle
 import paddle.nn as nn
 
 from .layers.norm import count_norm_macs
+from .paddle_compat import batch_norm_stats, flops_counter, is_batch_norm
 
 #: Paddle's own layers that ``paddle.flops`` counts as zero, counted like its BatchNorm2D.
 PADDLE_UNCOUNTED: Dict[type, Callable] = {nn.LayerNorm: count_norm_macs, nn.BatchNorm1D: count_norm_macs}
@@ -27,14 +29,20 @@ def _hook(count: Callable) -> Callable:
 
 
 def custom_ops(model: nn.Layer) -> Dict[type, Callable]:
-    """``custom_ops`` for ``paddle.flops``: every leaf type in ``model`` that declares ``count_macs``, and Paddle's
-    layers in ``PADDLE_UNCOUNTED``."""
+    """``custom_ops`` for ``paddle.flops``: every leaf type in ``model`` that declares ``count_macs``, Paddle's
+    layers in ``PADDLE_UNCOUNTED``, and our subclasses of Paddle's layers (``paddle.flops`` matches types exactly)
+    counted as their Paddle base is. The one way this package teaches ``paddle.flops`` its layers; nothing is
+    registered globally."""
     ops = {}
     for layer in model.sublayers(include_self=True):
         t = type(layer)
+        if t in ops:
+            continue
         count = getattr(t, "count_macs", None) or PADDLE_UNCOUNTED.get(t)
-        if count is not None and t not in ops:
+        if count is not None:
             ops[t] = _hook(count)
+        elif flops_counter(t) is not None:
+            ops[t] = flops_counter(t)
     return ops
 
 
@@ -44,8 +52,8 @@ def count_params(model: nn.Layer) -> int:
     Paddle stores a BatchNorm's running mean and variance as non-trainable parameters; like PyTorch and the
     paper, we count them as buffers, not parameters.
     """
-    stats = {id(p) for layer in model.sublayers(include_self=True) if isinstance(layer, nn.layer.norm._BatchNormBase)
-             for p in (layer._mean, layer._variance)}
+    stats = {id(p) for layer in model.sublayers(include_self=True) if is_batch_norm(layer)
+             for p in (batch_norm_stats(layer).mean, batch_norm_stats(layer).variance)}
     return int(sum(p.numel() for p in model.parameters() if id(p) not in stats))
 
 

@@ -12,8 +12,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from .data.datasets import DATASET_NAMES
 from .data.transforms import check_transforms, output_size
 from .errors import ConfigError, ModelError
+from .files import write_text_atomic
 from .registry import model_entrypoint
 
 
@@ -66,8 +68,7 @@ SCHEMA: Dict[str, Any] = {
     # other Model keys: create_model kwargs
     "Model": {"name": F(str, required=True), "freeze_stages": F(int, 0, minimum=0), "__any__": True},
     "Data": {
-        "dataset": F(str, required=True, choices=("digits", "mnist", "flowers102", "cifar10", "cifar100",
-                                                  "imagefolder")),
+        "dataset": F(str, required=True, choices=DATASET_NAMES),
         "root": F(str, None),
         "image_size": F(int, 224, minimum=8),
         "channels": F(int, 3, choices=(1, 3)),
@@ -286,7 +287,4 @@ def load_config(path: Optional[str], overrides: Sequence[str] = ()) -> Dict[str,
 def dump_config(cfg: Dict[str, Any], path: str) -> None:
     """Write the fully resolved config (what the run actually used) as YAML."""
     clean = {k: v for k, v in cfg.items() if not k.startswith("__")}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(clean, f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
+    write_text_atomic(path, yaml.safe_dump(clean, sort_keys=False, default_flow_style=None))

@@ -16,6 +16,22 @@ from PIL import Image
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
+
+def list_images(folder: str) -> list:
+    """The image files under ``folder`` (recursively, by extension; hidden files and folders left out), sorted. By
+    name only (``os.scandir``: nothing is opened, so 100,000 files list in well under a second)."""
+    out, stack = [], [folder]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    stack.append(entry.path)
+                elif entry.name.lower().endswith(IMG_EXTENSIONS):
+                    out.append(entry.path)
+    return sorted(out)
+
 #: how far from the end of a file its end marker may sit (some writers pad or append a few bytes after it)
 _TAIL = 4096
 

@@ -83,15 +83,39 @@ def resolved_identity(saved: Dict[str, Any], net: nn.Layer) -> Dict[str, Any]:
     return model_identity(create_model(section["name"], **kwargs))
 
 
-def check_identity(net: nn.Layer, saved: Optional[Dict[str, Any]], source: str) -> None:
-    """Refuse weights saved from another model or variant than ``net`` with one line naming every difference."""
+#: an identity key saying that only the keys given are known (the authors' weights: their variant, nothing else)
+PARTIAL = "__partial__"
+
+#: the fix a refusal names when the caller gives none
+USE_RUN_CONFIG = "use the run's config.yaml"
+
+
+def identity_problem(net: nn.Layer, saved: Optional[Dict[str, Any]], ignore: Collection[str] = ()) -> Optional[str]:
+    """How weights with identity ``saved`` differ from ``net`` (``Model.norm: 'gn' in the weights, 'ln' in the
+    config, ...``), leaving out ``ignore``; None when they fit or nothing is known about them. A ``PARTIAL`` identity
+    is compared on its own keys only."""
     if not saved:
-        return
-    diff = identity_diff(resolved_identity(saved, net), model_identity(net))
-    if diff:
-        pairs = ", ".join(f"{'Model.name' if k == 'model' else 'Model.' + k}: {a!r} in the weights, {b!r} in the "
-                          "config" for k, (a, b) in diff.items())
-        raise WeightsError(f"weights '{source}' do not fit this config: {pairs}; use the run's config.yaml")
+        return None
+    wanted = model_identity(net)
+    if saved.get(PARTIAL):
+        saved = {k: v for k, v in saved.items() if k != PARTIAL}
+        wanted = {k: wanted.get(k, net.default_cfg.variant.get(k)) for k in saved}
+    else:
+        saved = resolved_identity(saved, net)
+    diff = {k: ab for k, ab in identity_diff(saved, wanted).items() if k not in ignore}
+    if not diff:
+        return None
+    return ", ".join(f"{'Model.name' if k == 'model' else 'Model.' + k}: {a!r} in the weights, {b!r} in the config"
+                     for k, (a, b) in diff.items())
+
+
+def check_identity(net: nn.Layer, saved: Optional[Dict[str, Any]], source: str, ignore: Collection[str] = (),
+                   fix: str = USE_RUN_CONFIG) -> None:
+    """Refuse weights saved from another model or variant than ``net`` with one line naming every difference and
+    ``fix``; ``ignore``: identity keys that may differ (a fine-tune's class count)."""
+    problem = identity_problem(net, saved, ignore)
+    if problem:
+        raise WeightsError(f"weights '{source}' do not fit this config: {problem}; {fix}")
 
 
 def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> None:

@@ -1,10 +1,16 @@
 import os
-
-import numpy as np
-import paddle
-import pytest
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the tests import this checkout's package, whatever the environment has installed
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+import pytest  # noqa: E402
+
+from edgevit_paddle import paddle_noise  # noqa: E402  (imports Paddle quietly)
+from edgevit_paddle.paddle_compat import batch_norm_stats, is_batch_norm  # noqa: E402
+
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 REFERENCE = os.path.join(SHARED, "reference", "edgevit_xxs_official_ref.npz")
 DATA = os.path.join(SHARED, "data")
@@ -13,6 +19,11 @@ DATA = os.path.join(SHARED, "data")
 # edgevit_paddle the environment has installed: the tests test the checkout.
 os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                                      if p])
+
+
+def pytest_configure(config):
+    for text in paddle_noise.PADDLE_NOISE:  # what the command-line tools silence, silenced in every test
+        config.addinivalue_line("filterwarnings", f"ignore:{text}")
 
 
 @pytest.fixture(autouse=True)
@@ -46,9 +57,10 @@ def randomise_bn(model, seed=0):
     """Random BatchNorm statistics and affines (so that folding is tested on more than an identity)."""
     rng = np.random.RandomState(seed)
     for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
-            for p, v in ((layer._mean, rng.randn(*layer._mean.shape) * 0.5),
-                         (layer._variance, rng.rand(*layer._variance.shape) + 0.5),
+        if is_batch_norm(layer):
+            stats = batch_norm_stats(layer)
+            for p, v in ((stats.mean, rng.randn(*stats.mean.shape) * 0.5),
+                         (stats.variance, rng.rand(*stats.variance.shape) + 0.5),
                          (layer.weight, rng.randn(*layer.weight.shape)), (layer.bias, rng.randn(*layer.bias.shape))):
                 p.set_value(v.astype("float32"))
     return model

@@ -60,7 +60,8 @@ def test_load_from_a_dict_and_running_stats_mapped(reference):
 
 
 def test_wrong_configuration_is_refused(reference):
-    with pytest.raises(ValueError, match="norm='ln', ffn='linear'"):
+    with pytest.raises(ValueError, match="Model.norm: 'ln' in the weights, 'gn' in the config.*"
+                                       "Model.norm=ln and Model.ffn=linear"):
         load_original(ep.create_model("edgevit_xxs", num_classes=10), REFERENCE)
 
 

@@ -121,14 +121,14 @@ def test_imagefolder_class_errors(tmp_path):
 
 
 def test_flowers_read_only_root_is_linked_into_the_cache(tmp_path, monkeypatch):
-    from edgevit_paddle.data import datasets as ds_mod
+    from edgevit_paddle.data import archive
     root = tmp_path / "ro"
     root.mkdir()
     for f in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
         os.symlink(os.path.join(DATA, "flowers102", f), root / f)
-    monkeypatch.setattr(ds_mod.os, "access", lambda path, mode: False)  # as for a user who cannot write there
+    monkeypatch.setattr(archive.os, "access", lambda path, mode: False)  # as for a user who cannot write there
     cache = tmp_path / "cache"
-    assert ds_mod._writable_flowers_root(str(root), str(cache)) == str(cache / "flowers102")
+    assert archive.writable_flowers_root(str(root), str(cache)) == str(cache / "flowers102")
     assert sorted(os.listdir(cache / "flowers102")) == ["102flowers.tgz", "imagelabels.mat", "setid.mat"]
     assert not (root / "102flowers").exists()
 
@@ -138,7 +138,7 @@ def test_flowers_extraction_is_atomic_when_runs_start_together(tmp_path):
     let the second one read half-written files); a folder left short by a killed extraction is an error at open."""
     import threading
 
-    from edgevit_paddle.data import datasets as ds_mod
+    from edgevit_paddle.data import archive
     root = tmp_path / "flowers"
     root.mkdir()
     for f in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
@@ -147,7 +147,7 @@ def test_flowers_extraction_is_atomic_when_runs_start_together(tmp_path):
 
     def extract():
         try:
-            ds_mod._extract_flowers(str(root))
+            archive.extract_flowers(str(root))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 

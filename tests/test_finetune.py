@@ -86,7 +86,7 @@ def test_weights_of_another_variant_are_refused_unless_asked(tmp_path):
     with pytest.raises(WeightsError, match=r"norm: 'gn' in the weights, 'ln' in the config.*pretrained_any_variant"):
         load_pretrained(net, path)
     assert "loaded" in load_pretrained(net, path, any_variant=True)
-    with pytest.raises(WeightsError, match="model: 'edgevit_xxs' in the weights, 'edgevit_xs'"):
+    with pytest.raises(WeightsError, match="Model.name: 'edgevit_xxs' in the weights, 'edgevit_xs'"):
         load_pretrained(create_model("edgevit_xs"), path)
 
 
@@ -317,9 +317,9 @@ def test_the_image_folder_opens_without_decoding_and_lists_unreadable_images_onc
     cfg = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=imagefolder", f"Data.root={folder}",
                              "Data.image_size=32", "Data.Train.batch_size=3", "Data.Eval.batch_size=3",
                              f"Global.output_dir={tmp_path}", "Global.epochs=2", "Global.verbose=0"])
-    import edgevit_paddle.data.datasets as datasets
+    import edgevit_paddle.data.labeled as labeled
     calls = []
-    monkeypatch.setattr(datasets, "read_image", lambda p: calls.append(p) or cv2.imread(p)[:, :, ::-1])
+    monkeypatch.setattr(labeled, "read_image", lambda p: calls.append(p) or cv2.imread(p)[:, :, ::-1])
     ds = build_dataset(cfg["Data"], "Train")
     assert len(ds) == 9 and calls == []  # listed, nothing decoded
     img, label, skipped = ds[(0, ds.base.images.index(str(folder / "train" / "a" / "cut.jpg")), 0)]

@@ -6,6 +6,7 @@ import paddle.nn.functional as F
 import pytest
 
 from edgevit_paddle import create_model, kernels
+from edgevit_paddle.cpu import usable_cores
 from edgevit_paddle.layers.activation import GELU
 from edgevit_paddle.layers.conv import Conv2D, Conv2DTranspose
 from edgevit_paddle.layers.norm import GroupNorm2d
@@ -112,10 +113,10 @@ def test_a_model_trains_the_same_with_and_without_the_kernels(monkeypatch, norm,
 
 def test_the_kernels_use_the_runs_threads_and_training_processes_sleep_idle_threads(monkeypatch):
 
-    from edgevit_paddle.engine.trainer import set_device
+    from edgevit_paddle.engine.process import set_device
     monkeypatch.setattr(paddle.base.core, "set_num_threads", lambda n: None)  # leave this process's Paddle alone
     set_device("cpu", None, world_size=2)
-    assert kernels._state["threads"] == max(1, kernels.default_threads() // 2)  # shared out, as Paddle's
+    assert kernels._state["threads"] == max(1, usable_cores() // 2)  # shared out, as Paddle's
     set_device("cpu", 3)
     assert kernels._state["threads"] == 3
     kernels.set_threads(None)

@@ -14,7 +14,7 @@ from conftest import ROOT
 
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
-from edgevit_paddle.data.datasets import sample_seed
+from edgevit_paddle.data.seeding import sample_seed
 
 AUGMENTED = ["Data.dataset=digits", "Data.image_size=32", "Data.Train.max_samples=128", "Data.Eval.max_samples=32",
              "Data.Train.batch_size=16", "Data.Eval.batch_size=16", "Global.epochs=3", "Data.num_workers=1",
@@ -241,14 +241,11 @@ def test_damaged_latest_json_or_checkpoint_falls_back_to_the_newest_intact_one(t
 
 
 def test_a_second_process_on_the_same_run_is_refused(tmp_path):
-    from edgevit_paddle.engine.trainer import RunLock
+    from edgevit_paddle.engine.run_folder import locked
     run = tiny_run(tmp_path)
-    lock = RunLock(str(run))  # as a resume in another process would hold it
-    try:
+    with locked(str(run)):  # as a resume in another process would hold it
         line = one_error_line(tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2"))
         assert f"is in use by process {os.getpid()}" in line
-    finally:
-        lock.release()
     assert tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2").returncode == 0
 
 

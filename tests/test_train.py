@@ -13,7 +13,7 @@ from conftest import ROOT
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
-from edgevit_paddle.engine import NonFiniteLoss, convert_sync_bn, train
+from edgevit_paddle.engine import NonFiniteLoss, convert_sync_bn, run_folder, train
 from edgevit_paddle.engine import checkpoint as ckpt_mod
 from edgevit_paddle.engine import checkpoint_saver as saver_mod
 from edgevit_paddle.engine import trainer as trainer_mod
@@ -97,7 +97,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        resumed = train(trainer_mod.load_run_config(None, [], str(run)), resume=str(run))
+        resumed = train(run_folder.load_run_config(None, [], str(run)), resume=str(run))
     assert not [w for w in caught if "unused values" in str(w.message)]  # Paddle's spurious LinearWarmup warning
     assert resumed["epochs_done"] == 3 and resumed["global_step"] == straight["global_step"] == 12
     got = paddle.load(str(run / "checkpoints" / "epoch_3.pdparams"))
@@ -114,7 +114,7 @@ def test_resume_from_a_finished_run_extends_it(tmp_path):
     train(tiny(tmp_path, "Global.epochs=1"))
     run = str(tmp_path / "tiny")
     opt_before = paddle.load(os.path.join(run, "checkpoints", "epoch_1.pdopt"))
-    cfg = trainer_mod.load_run_config(None, ["Global.epochs=2"], run)
+    cfg = run_folder.load_run_config(None, ["Global.epochs=2"], run)
     metrics = train(cfg, resume=run)
     assert metrics["epochs_done"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
     ids = [r.id for r in read_scalars(run, "train/loss")]
@@ -127,7 +127,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
                "Optimizer.name=SGD"))
     run = str(tmp_path / "tiny")
     good = paddle.load(os.path.join(run, "checkpoints", "epoch_1.pdparams"))
-    cfg = trainer_mod.load_run_config(None, ["Global.epochs=2", "Optimizer.lr=1e30"], run)
+    cfg = run_folder.load_run_config(None, ["Global.epochs=2", "Optimizer.lr=1e30"], run)
     with pytest.raises(NonFiniteLoss, match=r"loss became (nan|inf) at epoch 2, step \d+ .*Last good checkpoint: "
                                             r".*epoch_1"):
         train(cfg, resume=run)
@@ -207,11 +207,11 @@ def test_resume_auto_finds_the_newest_run(tmp_path):
     overrides = ["Model.name=edgevit_xxs", f"Global.output_dir={tmp_path}", "Global.run_name=tiny", *TINY,
                  "Global.epochs=1"]
     with pytest.raises(FileNotFoundError, match="found no run of 'tiny'"):
-        trainer_mod.resolve_resume("auto", None, overrides)
+        run_folder.resolve_resume("auto", None, overrides)
     train(load_config(None, overrides))
     train(load_config(None, overrides))
-    assert trainer_mod.resolve_resume("auto", None, overrides) == os.path.join(str(tmp_path), "tiny-2")
-    assert trainer_mod.resolve_resume(str(tmp_path / "tiny"), None, overrides) == str(tmp_path / "tiny")
+    assert run_folder.resolve_resume("auto", None, overrides) == os.path.join(str(tmp_path), "tiny-2")
+    assert run_folder.resolve_resume(str(tmp_path / "tiny"), None, overrides) == str(tmp_path / "tiny")
 
 
 def test_ctrl_c_on_the_command_line_saves_a_checkpoint(tmp_path):

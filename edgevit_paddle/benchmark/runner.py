@@ -10,6 +10,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Sequence
 
+from .. import cpu
 from ..errors import BenchmarkError
 from ..kernels import training_env
 from . import workers
@@ -18,19 +19,8 @@ from .cases import DEPLOY_MODES, Case
 
 def machine_info(threads: int) -> Dict[str, Any]:
     import paddle
-    cpu, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
-    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "threads": threads, "paddle": paddle.__version__,
+    return {"cpu": cpu.model_name(), "isa": cpu.recorded_flags(), "cores": os.cpu_count(),
+            "threads": threads, "paddle": paddle.__version__,
             "python": platform.python_version(), "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
             "date": time.strftime("%Y-%m-%d %H:%M")}
 

@@ -20,6 +20,7 @@ import numpy as np
 from edgevit_paddle.benchmark.cases import DEPLOY_MODES, Case
 from edgevit_paddle.builder import build_model_from_config
 from edgevit_paddle.errors import UserError
+from edgevit_paddle.paddle_compat import set_math_threads
 
 #: exit code of a worker that stopped on a user error (its message is the last line of stdout, as JSON)
 USER_ERROR_EXIT = 3
@@ -129,12 +130,11 @@ def _run_spec(spec: dict) -> Dict[str, Dict[str, float]]:
 
 def _data_parallel(spec_path: str) -> None:
     """One process of a data-parallel group: join it, time the cases, rank 0 writes the result file."""
-    import paddle
     import paddle.distributed as dist
     with open(spec_path) as f:
         spec = json.load(f)
     dist.init_parallel_env()
-    paddle.base.core.set_num_threads(spec["threads"])
+    set_math_threads(spec["threads"])
     result = _run_spec(spec)
     if dist.get_rank() == 0:
         with open(spec["out"], "w") as f:

@@ -4,12 +4,10 @@ the thin ``tools/*.py`` scripts; and what they share: the error convention and s
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Callable, List, Optional, Sequence
 
+from .. import paddle_noise
 from ..errors import UserError
-
-KNOWN_NOISE = ("No ccache found", "When training, we now always track global mean", "To copy construct from a tensor")
 
 
 def add_switch_options(p, when: str = "") -> List[str]:
@@ -26,16 +24,10 @@ def add_switch_options(p, when: str = "") -> List[str]:
     return list(by_switch)
 
 
-def quiet_known_warnings() -> None:
-    """Silence Paddle warnings that say nothing to our users (the same list as pytest.ini)."""
-    for text in KNOWN_NOISE:
-        warnings.filterwarnings("ignore", message=f".*{text}")
-
-
 def run(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> None:
     """Run a tool's ``main``; a ``UserError`` becomes ``error: <message>`` on stderr with exit code 2. Anything else
     is a bug and keeps its traceback (exit code 1)."""
-    quiet_known_warnings()
+    paddle_noise.quiet()
     try:
         code = main(argv)
     except UserError as e:

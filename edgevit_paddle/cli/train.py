@@ -30,7 +30,7 @@ def main(argv=None):
     overrides = args.override + ([f"Global.device={args.device}"] if args.device else [])
 
     from edgevit_paddle.engine import load_run_config, resolve_resume, train
-    from edgevit_paddle.engine.trainer import Terminated
+    from edgevit_paddle.engine.process import Terminated
 
     config = args.config or (None if args.resume and args.resume != "auto" else DEFAULT_CONFIG)
     if config == DEFAULT_CONFIG and not os.path.isfile(DEFAULT_CONFIG):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Union
 
 import numpy as np
 import paddle
@@ -18,7 +18,8 @@ import paddle.nn as nn
 
 from ..errors import MissingFileError, WeightsError
 from ..models.edgevit import AUTHORS_VARIANT
-from ..weights import compare_tensors, tensor_problems
+from ..paddle_compat import BATCH_NORM_STATE_NAMES
+from ..weights import PARTIAL, check_identity, compare_tensors, tensor_problems
 
 _RULES = [
     (re.compile(r"^patch_embed(\d)\."), lambda m: f"stages.{int(m.group(1)) - 1}.patch_embed."),
@@ -27,8 +28,8 @@ _RULES = [
     (re.compile(r"^blocks(\d)\.(\d+)\.SelfAttn\."),
      lambda m: f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.self_attn."),
     (re.compile(r"\.attn\.LocalProp\."), lambda m: ".attn.local_prop."),
-    (re.compile(r"\.running_mean$"), lambda m: "._mean"),
-    (re.compile(r"\.running_var$"), lambda m: "._variance"),
+    *((re.compile(rf"\.{theirs}$"), lambda m, ours=ours: "." + ours)
+      for theirs, ours in BATCH_NORM_STATE_NAMES.items()),
 ]
 
 
@@ -74,6 +75,16 @@ def read_state_dict(src: Union[str, os.PathLike, Mapping]) -> Dict[str, np.ndarr
     return out
 
 
+#: what a refusal of the authors' weights for another variant says to do
+AUTHORS_FIX = ("the authors' weights fit the original configuration only: build the model with " +
+               " and ".join(f"Model.{k}={v}" for k, v in AUTHORS_VARIANT.items()))
+
+
+def authors_identity() -> Dict[str, Any]:
+    """What is known of the authors' weights: their variant (a ``PARTIAL`` identity, see ``weights.py``)."""
+    return {PARTIAL: True, **AUTHORS_VARIANT}
+
+
 def to_our_keys(items: Mapping[str, np.ndarray], model: nn.Layer) -> Dict[str, np.ndarray]:
     """The authors' arrays under our names, with the weights of what is a ``Linear`` in ``model`` transposed
     (``num_batches_tracked`` dropped)."""
@@ -94,11 +105,8 @@ def load_original(model: nn.Layer, src: Union[str, os.PathLike, Mapping]) -> nn.
         WeightsError: the model is not the original configuration, or keys are missing/unexpected, or shapes differ
             (every problem is listed).
     """
-    got = {k: model.default_cfg.variant.get(k) for k in AUTHORS_VARIANT}
-    if got != AUTHORS_VARIANT:
-        want = ", ".join(f"{k}={v!r}" for k, v in AUTHORS_VARIANT.items())
-        raise WeightsError(f"the authors' weights fit the original configuration only: build the model with "
-                           f"{want} (got {', '.join(f'{k}={v!r}' for k, v in got.items())})")
+    check_identity(model, authors_identity(), str(src) if isinstance(src, (str, os.PathLike)) else "given",
+                   fix=AUTHORS_FIX)
     target = model.state_dict()
     source = to_our_keys(read_state_dict(src), model)
     problems = tensor_problems(*compare_tensors(target, source))

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 import paddle
 
 from ..errors import TrainingError
-from .checkpoint import atomic_write_json
+from ..files import write_json_atomic
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -99,12 +99,14 @@ class TrainingMonitor(paddle.callbacks.Callback):
         use_visualdl: write VisualDL logs (only where ``write``).
         write: whether this process writes files (rank 0 only).
         batch_size, processes: images per step and data-parallel processes (images/s counts all of them).
+        optimizer: the run's optimizer (its learning rate is logged).
     """
 
     def __init__(self, run_dir: str, state: RunState, total_epochs: int, last_good=lambda: "none saved yet",
-                 use_visualdl: bool = True, write: bool = True, batch_size: int = 1, processes: int = 1):
+                 use_visualdl: bool = True, write: bool = True, batch_size: int = 1, processes: int = 1,
+                 optimizer=None):
         super().__init__()
-        self.state, self.total_epochs, self.last_good = state, total_epochs, last_good
+        self.state, self.total_epochs, self.last_good, self.optimizer = state, total_epochs, last_good, optimizer
         self.batch_size, self.processes = batch_size, processes
         self.vdl = VisualDLWriter(os.path.join(run_dir, "vdl")) if (use_visualdl and write) else None
         self.epoch = state.epochs_done
@@ -135,15 +137,15 @@ class TrainingMonitor(paddle.callbacks.Callback):
         self._batches += 1
         self._acc = {k: _scalar(v) for k, v in logs.items() if k.startswith("acc")}
         if self.vdl is not None:
-            values = {"loss": loss, "lr": self._lr()}
+            values = {"loss": loss, **({"lr": self._lr()} if self.optimizer is not None else {})}
             values.update(self._acc)
             self.vdl.scalars("train", values, self.state.global_step)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         self._acc.update({k: _scalar(v) for k, v in (logs or {}).items() if k.startswith("acc")})
 
-    def _lr(self) -> float:
-        return float(self.model._optimizer.get_lr())
+    def _lr(self) -> Optional[float]:
+        return float(self.optimizer.get_lr()) if self.optimizer is not None else None
 
     def epoch_logs(self) -> Dict[str, Any]:
         """The epoch's training loss (mean over steps), time, images/s and learning rate (read after the epoch's
@@ -214,5 +216,5 @@ def write_metrics(run_dir: str, state: RunState, final: Optional[Dict[str, Optio
         "global_step": state.global_step,
         "history": state.history,
     }
-    atomic_write_json(metrics, os.path.join(run_dir, "metrics.json"))
+    write_json_atomic(metrics, os.path.join(run_dir, "metrics.json"))
     return metrics

@@ -20,27 +20,12 @@ from typing import Any, Dict, Optional
 import paddle
 
 from ..errors import CheckpointError
+from ..files import atomic_path, write_json_atomic
 from ..weights import IDENTITY_KEY, load_weights
-
-TMP_MARK = ".tmp-"
 
 #: what ``paddle.load`` raises for a missing, empty, truncated or garbled file (ValueError: "can not parse the file",
 #: "not exists"; EOFError and UnpicklingError from the pickle inside)
 DAMAGED_FILE_ERRORS = (ValueError, EOFError, OSError, pickle.UnpicklingError)
-
-
-@contextlib.contextmanager
-def _temporary(path: str):
-    """A temporary name beside ``path``, renamed over it when the block succeeds and removed when it fails (a full
-    disk leaves no 15 MB orphan behind)."""
-    tmp = f"{path}{TMP_MARK}{os.getpid()}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -74,17 +59,9 @@ def disk_error(e: OSError, folder: str, need_bytes: int = 0) -> Optional[Checkpo
 
 
 def atomic_save(obj: Any, path: str) -> None:
-    """``paddle.save`` to ``path`` via a temporary file and a rename."""
-    with _temporary(path) as tmp:
+    """``paddle.save`` to ``path``, whole or not at all (``files.atomic_path``)."""
+    with atomic_path(path) as tmp:
         paddle.save(obj, tmp)
-
-
-def atomic_write_json(data: Dict[str, Any], path: str) -> None:
-    with _temporary(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def _rename_keys(state: Dict[str, Any], mapping: Dict[str, str]) -> Dict[str, Any]:
@@ -157,7 +134,7 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
             atomic_save(optimizer_state(network, optimizer), prefix + ".pdopt")
         if ema is not None:
             atomic_save(ema.state_dict(), prefix + ".pdema")
-        atomic_write_json({**state, "checkpoint": name}, prefix + ".json")
+        write_json_atomic({**state, "checkpoint": name}, prefix + ".json")
     return prefix
 
 

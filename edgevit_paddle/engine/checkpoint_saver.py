@@ -18,7 +18,8 @@ import warnings
 from typing import Any, Dict, List, Optional
 
 from ..errors import CheckpointError
-from .checkpoint import TMP_MARK, atomic_write_json, disk_errors, intact_checkpoint, read_json, save_checkpoint
+from ..files import TMP_MARK, write_json_atomic
+from .checkpoint import disk_errors, intact_checkpoint, read_json, save_checkpoint
 
 #: the new best of an epoch, written before that epoch's latest.json and renamed to ``best`` right after it
 PENDING_BEST = "best_pending"
@@ -152,7 +153,7 @@ class CheckpointSaver:
     def _point_latest(self, name: str, state: Dict[str, Any]) -> None:
         """Rewrite ``latest.json``, the commit point: it names ``name``."""
         with disk_errors(self.dir):
-            atomic_write_json({**state, "checkpoint": name}, os.path.join(self.dir, LATEST))
+            write_json_atomic({**state, "checkpoint": name}, os.path.join(self.dir, LATEST))
 
     def _promote_best(self) -> None:
         """``best_pending.*`` -> ``best.*`` (two renames: microseconds, against the seconds a write takes)."""

@@ -20,9 +20,10 @@ from typing import Any, Dict, Optional
 import numpy as np
 import paddle
 
-from ..data.datasets import sample_seed
 from ..data.mixup import Mixup
 from ..data.samplers import RepeatedAugSampler
+from ..data.seeding import sample_seed
+from ..paddle_compat import shutdown_loader_iterator
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -40,8 +41,8 @@ class _Loader(paddle.io.DataLoader):
 
     def shutdown(self) -> None:
         it, self._live = getattr(self, "_live", None), None
-        if hasattr(it, "_try_shutdown_all"):
-            it._try_shutdown_all()
+        if it is not None:
+            shutdown_loader_iterator(it)
 
 
 class _EpochTagged(paddle.io.BatchSampler):

@@ -170,8 +170,9 @@ class TopKAccuracy(paddle.metric.Accuracy):
     """``paddle.metric.Accuracy`` whose results are always named ``acc_top<k>`` (Paddle names a single k just
     ``acc``, which left runs with ``Metric.topk: [1]`` or one class without a top-1 or a best checkpoint)."""
 
-    def _init_name(self, name):
-        self._name = [f"acc_top{k}" for k in self.topk]
+    def __init__(self, topk=(1,)):
+        # Paddle names the results ``<name>_top<k>`` for several k, and ``<name>`` for k = 1 alone
+        super().__init__(topk=topk, name="acc_top1" if tuple(topk) == (1,) else "acc")
 
 
 def build_metric(metric_cfg: Dict[str, Any], num_classes: int) -> TopKAccuracy:

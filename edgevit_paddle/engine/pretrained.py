@@ -26,15 +26,13 @@ import paddle.nn as nn
 import yaml
 
 from ..errors import MissingFileError, WeightsError
-from ..model_cfg import identity_diff
-from ..models.edgevit import AUTHORS_VARIANT
 from ..weights import (
     IDENTITY_KEY,
+    PARTIAL,
+    check_identity,
     compare_tensors,
     head_classes,
     load_weights,
-    model_identity,
-    resolved_identity,
     saved_identity,
     tensor_problems,
 )
@@ -70,48 +68,31 @@ def read_pretrained(path: str, net: nn.Layer) -> Tuple[Dict[str, Any], Optional[
     if os.path.isdir(path):
         path = _from_folder(path)
     if path.endswith(AUTHORS_FORMATS):
-        from ..convert import read_state_dict, to_our_keys
+        from ..convert import authors_identity, read_state_dict, to_our_keys
         if net.default_cfg.family != "edgevit":
             raise WeightsError(f"'{path}' is read as the authors' EdgeViT weights, but the config builds "
                                f"{net.model_name} ({net.default_cfg.family}); give weights of that model")
-        return to_our_keys(read_state_dict(path), net), {"__authors__": True}, path
+        return to_our_keys(read_state_dict(path), net), authors_identity(), path
     state = load_weights(path)
     return state, saved_identity(path, state), path
 
 
-def _describe(identity: Dict[str, Any]) -> str:
-    keys = ("norm", "ffn", "ffn_norm")
-    variant = ", ".join(f"{k}={identity[k]}" for k in keys if identity.get(k) is not None)
-    return f"{identity.get('model')}{f' ({variant})' if variant else ''}"
+#: how a refusal of another variant's weights ends
+_ANY_VARIANT = ", or set Global.pretrained_any_variant=true to load the tensors that fit anyway"
 
 
-def _check_variant(net: nn.Layer, identity: Optional[Dict[str, Any]], source: str) -> None:
-    """Refuse weights of another model or variant (everything in the identity but the class count)."""
-    if not identity:
-        return
-    if identity.get("__authors__"):
-        ours = {k: net.default_cfg.variant.get(k) for k in AUTHORS_VARIANT}
-        if ours != AUTHORS_VARIANT:
-            raise WeightsError(f"'{source}' holds the authors' weights (norm=ln, ffn=linear), but the config builds "
-                               f"norm={ours['norm']}, ffn={ours['ffn']}: set Model.norm=ln and Model.ffn=linear, or "
-                               "-o Global.pretrained_any_variant=true to load the tensors that fit anyway")
-        return
-    saved = resolved_identity(identity, net)
-    wanted = model_identity(net)
-    diff = identity_diff(saved, wanted)
-    diff.pop("num_classes", None)  # a new head is what fine-tuning is for
-    if diff:
-        pairs = ", ".join(f"{k}: {a!r} in the weights, {b!r} in the config" for k, (a, b) in diff.items())
-        raise WeightsError(f"pretrained weights '{source}' are {_describe(saved)}, the config builds "
-                           f"{_describe(wanted)} ({pairs}): build the model they were trained as, or set "
-                           "Global.pretrained_any_variant=true to load the tensors that fit anyway")
+def _describe(net: nn.Layer) -> str:
+    label = net.default_cfg.variant_label()
+    return f"{net.model_name} ({label})" if label else net.model_name
 
 
 def load_pretrained(net: nn.Layer, path: str, strict: bool = True, any_variant: bool = False) -> str:
     """Load the weights at ``path`` into ``net`` for fine-tuning; returns the log line saying what was loaded."""
     state, identity, source = read_pretrained(path, net)
-    if not any_variant:
-        _check_variant(net, identity, source)
+    if not any_variant:  # a new head is what fine-tuning is for: the class count may differ
+        from ..convert.edgevit import AUTHORS_FIX
+        fix = AUTHORS_FIX if identity and identity.get(PARTIAL) else "build the model they were trained as"
+        check_identity(net, identity, source, ignore=("num_classes",), fix=fix + _ANY_VARIANT)
     own = net.state_dict()
     head = [k for k in own if k.startswith(net.classifier_name + ".")]
     weights_classes = head_classes(state, net.classifier_name)
@@ -119,7 +100,7 @@ def load_pretrained(net: nn.Layer, path: str, strict: bool = True, any_variant: 
     missing, unexpected, misshaped = compare_tensors(own, state, head if reset_head else ())
     problems = tensor_problems(missing, unexpected, misshaped)
     if problems and strict:
-        raise WeightsError(f"pretrained weights '{source}' do not fit {_describe(model_identity(net))}: {problems}; "
+        raise WeightsError(f"pretrained weights '{source}' do not fit {_describe(net)}: {problems}; "
                            "use weights of this model, or set Global.pretrained_strict=false to load only the "
                            "tensors that fit (the rest keep their initialisation)")
     fits = {k: state[k] for k in own if k in state and list(state[k].shape) == list(own[k].shape)

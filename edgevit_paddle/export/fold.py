@@ -25,7 +25,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import paddle.nn as nn
 
-_BN = nn.layer.norm._BatchNormBase
+from ..paddle_compat import BatchNormBase, batch_norm_stats, conv_settings, is_batch_norm
 
 
 def _get(layer: nn.Layer, path: str) -> Optional[nn.Layer]:
@@ -43,13 +43,14 @@ def _set(layer: nn.Layer, path: str, value: nn.Layer) -> None:
     setattr(layer, last, value)
 
 
-def _bn_affine(bn: _BN) -> Tuple[np.ndarray, np.ndarray]:
+def _bn_affine(bn: BatchNormBase) -> Tuple[np.ndarray, np.ndarray]:
     """BatchNorm in eval mode as y = a * x + b per channel."""
-    var = bn._variance.numpy().astype(np.float64)
-    mean = bn._mean.numpy().astype(np.float64)
+    stats = batch_norm_stats(bn)
+    var = stats.variance.numpy().astype(np.float64)
+    mean = stats.mean.numpy().astype(np.float64)
     gamma = bn.weight.numpy().astype(np.float64) if bn.weight is not None else np.ones_like(mean)
     beta = bn.bias.numpy().astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
-    a = gamma / np.sqrt(var + bn._epsilon)
+    a = gamma / np.sqrt(var + stats.epsilon)
     return a, beta - mean * a
 
 
@@ -58,7 +59,7 @@ def _ensure_bias(layer: nn.Layer, size: int) -> None:
         layer.bias = layer.create_parameter([size], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
 
 
-def _fold(bn: _BN, target: nn.Layer, where: str) -> bool:
+def _fold(bn: BatchNormBase, target: nn.Layer, where: str) -> bool:
     a, b = _bn_affine(bn)
     w = target.weight.numpy().astype(np.float64)
     if isinstance(target, nn.Linear):  # Paddle Linear weight: [in, out]
@@ -70,7 +71,8 @@ def _fold(bn: _BN, target: nn.Layer, where: str) -> bool:
         else:
             new_w, new_c = w * a[None, :], a * c + b
     elif isinstance(target, nn.Conv2D):  # weight [out, in/groups, kh, kw]
-        if where == "in" and (target._groups != 1 or any(k != 1 for k in target._kernel_size)):
+        conv = conv_settings(target)
+        if where == "in" and (conv.groups != 1 or any(k != 1 for k in conv.kernel_size)):
             return False  # a padded or grouped conv would see the shift differently at the borders
         _ensure_bias(target, w.shape[0])
         c = target.bias.numpy().astype(np.float64)
@@ -97,7 +99,7 @@ def fold_batchnorm(model: nn.Layer, inplace: bool = False) -> nn.Layer:
     for name, layer in [("", model)] + list(model.named_sublayers()):
         for bn_path, target_path, where in getattr(type(layer), "bn_folds", ()):
             bn, target = _get(layer, bn_path), _get(layer, target_path)
-            if isinstance(bn, _BN) and target is not None and _fold(bn, target, where):
+            if is_batch_norm(bn) and target is not None and _fold(bn, target, where):
                 _set(layer, bn_path, nn.Identity())
                 folded.append(f"{name + '.' if name else ''}{bn_path}")
     model.folded_bn = folded
@@ -105,4 +107,4 @@ def fold_batchnorm(model: nn.Layer, inplace: bool = False) -> nn.Layer:
 
 
 def remaining_batchnorms(model: nn.Layer) -> List[str]:
-    return [n for n, m in model.named_sublayers() if isinstance(m, _BN)]
+    return [n for n, m in model.named_sublayers() if is_batch_norm(m)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from .. import cpu
 from ..errors import PredictorError
 
 BACKENDS = ("paddle", "onnxruntime", "auto")
@@ -38,15 +39,10 @@ class PredictorOptions:
 def cpu_supports_bf16() -> bool:
     """Whether this CPU has AVX512-BF16 (or AMX), which oneDNN bfloat16 needs."""
     try:
-        import paddle
-        return bool(paddle.base.core.supports_bfloat16())
+        from ..paddle_compat import supports_bfloat16
+        return supports_bfloat16()
     except (AttributeError, RuntimeError):  # pragma: no cover - depends on the build
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = f.read()
-            return "avx512_bf16" in flags or "amx_bf16" in flags
-        except OSError:
-            return False
+        return cpu.has_bf16()
 
 
 def check_options(opts: PredictorOptions) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from ..errors import PredictorError
-from ..image import IMG_EXTENSIONS, file_problem, read_image
+from ..image import file_problem, list_images, read_image
 from ..labels import read_labels
 from ..model_cfg import ModelCfg
 from ..native_output import native_output_redirected
@@ -200,9 +200,7 @@ def expand_inputs(inputs: Iterable[str]) -> List[str]:
     paths: List[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            found = [os.path.join(d, f) for d, _, files in os.walk(item) for f in files
-                     if f.lower().endswith(IMG_EXTENSIONS)]
-            paths += sorted(found)
+            paths += list_images(item)
         elif any(ch in item for ch in "*?[") and not os.path.exists(item):
             paths += sorted(glob.glob(item, recursive=True))
         else:

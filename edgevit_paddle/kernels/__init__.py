@@ -19,13 +19,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import platform
 import subprocess
 import sys
 import warnings
 from typing import Optional
 
 import paddle
+
+from .. import cpu
+from ..files import exclusive
+from ..paddle_compat import run_custom_op
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = [os.path.join(_HERE, f) for f in ("depthwise.cc", "elementwise.cc")]
@@ -58,24 +61,14 @@ def training_env(env=None) -> dict:
     return env
 
 
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def cache_dir() -> str:
     """Where the build for this source, Paddle, compiler flags and CPU lives."""
     code = b""
     for path in SOURCES + HEADERS:
         with open(path, "rb") as f:
             code += f.read()
-    key = hashlib.sha1(code + repr((paddle.__version__, CXX_FLAGS, sys.version_info[:2], _cpu_flags())).encode())
+    facts = (paddle.__version__, CXX_FLAGS, sys.version_info[:2], sorted(cpu.flags()))
+    key = hashlib.sha1(code + repr(facts).encode())
     key = key.hexdigest()[:16]
     root = os.environ.get("EDGEVIT_KERNELS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "edgevit_paddle",
                                                                  "kernels")
@@ -120,10 +113,8 @@ def available() -> bool:
     folder = cache_dir()
     so = os.path.join(folder, NAME, f"{NAME}.so")
     try:
-        import fcntl
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # processes started together (a distributed launch) build once
+        with exclusive(os.path.join(folder, ".lock")):  # processes started together (a distributed launch) build once
             if os.path.isfile(os.path.join(folder, "ok")) and os.path.isfile(so):
                 from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
                 load_op_meta_info_and_register_op(so)
@@ -146,24 +137,18 @@ def usable(x) -> bool:
     return paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32 and available()
 
 
-def default_threads() -> int:
-    """The cores this process may run on (not ``OMP_NUM_THREADS``: importing Paddle sets it to 1 when it is unset)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def set_threads(n: Optional[int]) -> None:
-    """The threads our kernels use (None: ``default_threads()``); the trainer passes what it gives Paddle."""
+    """The threads our kernels use (None: ``cpu.usable_cores()``); the trainer passes what it gives Paddle."""
     _state["threads"] = n
     if _state["ready"]:
-        _run("edgevit_set_threads", paddle.zeros([1]), int(n or default_threads()))
+        _run("edgevit_set_threads", paddle.zeros([1]), int(n or cpu.usable_cores()))
 
 
 def _run(op: str, *args):
     """Run a custom operator on contiguous tensors (the kernels read them as dense arrays; a transposed view is
     copied first) and return its first output."""
-    from paddle import _C_ops
     args = [a.contiguous() if isinstance(a, paddle.Tensor) and not a.is_contiguous() else a for a in args]
-    out = _C_ops._run_custom_op(op, *args)
+    out = run_custom_op(op, *args)
     return out[0] if isinstance(out, (list, tuple)) else out
 
 

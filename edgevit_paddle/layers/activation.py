@@ -3,17 +3,18 @@ CPU GELU backward runs on one thread. Same numbers to float32 rounding; under ex
 from __future__ import annotations
 
 import paddle.nn as nn
-from paddle.hapi import dynamic_flops
 
 from .. import kernels
+from ..paddle_compat import gelu_is_approximate, static_as_is
 
 
 class GELU(nn.GELU):
+    def __init__(self, approximate: bool = False, name=None):
+        super().__init__(approximate=approximate, name=name)
+        self.exact = not gelu_is_approximate(self)
+
+    @static_as_is
     def forward(self, x):
-        if not self._approximate and kernels.usable(x):
+        if self.exact and kernels.usable(x):
             return kernels.gelu(x)
         return super().forward(x)
-
-
-if nn.GELU in dynamic_flops.register_hooks:  # paddle.flops matches layer types exactly
-    dynamic_flops.register_hooks.setdefault(GELU, dynamic_flops.register_hooks[nn.GELU])

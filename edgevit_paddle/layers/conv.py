@@ -15,9 +15,9 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.hapi import dynamic_flops
 
 from .. import kernels
+from ..paddle_compat import conv2d_without_bias, conv_settings, static_as_is
 
 
 def _add_bias(out, bias):
@@ -33,52 +33,46 @@ def _add_bias(out, bias):
 class Conv2D(nn.Conv2D):
     """``paddle.nn.Conv2D`` with a fast dygraph bias add (same parameters, same results)."""
 
-    def _compiled_depthwise(self) -> bool:
-        """A depthwise, stride-1, "same"-padded, odd square kernel: what ``kernels.depthwise_conv2d`` computes."""
-        k = self._kernel_size
-        pad = self._updated_padding
-        return self._groups == self._in_channels == self._out_channels and k[0] == k[1] and k[0] % 2 == 1 \
-            and list(self._stride) == [1, 1] and list(self._dilation) == [1, 1] \
-            and isinstance(pad, (list, tuple)) and list(pad) == [k[0] // 2] * 2
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        s = self.settings = conv_settings(self)
+        k, pad = s.kernel_size, s.updated_padding
+        # a depthwise, stride-1, "same"-padded, odd square kernel: what ``kernels.depthwise_conv2d`` computes
+        self.compiled_depthwise = s.depthwise and k[0] == k[1] and k[0] % 2 == 1 and s.stride == [1, 1] \
+            and s.dilation == [1, 1] and isinstance(pad, (list, tuple)) and list(pad) == [k[0] // 2] * 2 \
+            and s.padding_mode == "zeros" and s.data_format == "NCHW"
+        # Paddle's conv then our bias add: zero padding in NCHW (other modes pad in ``forward``)
+        self.split_bias = s.padding_mode == "zeros" and s.data_format == "NCHW"
 
+    @static_as_is
     def forward(self, x):
-        if self._padding_mode == "zeros" and self._data_format == "NCHW" and self._compiled_depthwise() \
-                and kernels.usable(x):
-            out = kernels.depthwise_conv2d(x, self.weight, self._kernel_size[0] // 2)
+        if self.compiled_depthwise and kernels.usable(x):
+            out = kernels.depthwise_conv2d(x, self.weight, self.settings.kernel_size[0] // 2)
             return _add_bias(out, self.bias)
-        if self.bias is None or self._padding_mode != "zeros" or self._data_format != "NCHW" \
-                or not paddle.in_dynamic_mode():
+        if self.bias is None or not self.split_bias or not paddle.in_dynamic_mode():
             return super().forward(x)
-        out = F.conv._conv_nd(x, self.weight, bias=None, stride=self._stride, padding=self._updated_padding,
-                              padding_algorithm=self._padding_algorithm, dilation=self._dilation, groups=self._groups,
-                              data_format=self._data_format, channel_dim=self._channel_dim, op_type=self._op_type,
-                              use_cudnn=self._use_cudnn)
-        return _add_bias(out, self.bias)
+        return _add_bias(conv2d_without_bias(self, x), self.bias)
 
 
 class Conv2DTranspose(nn.Conv2DTranspose):
     """``paddle.nn.Conv2DTranspose`` with a fast dygraph bias add (same parameters, same results)."""
 
-    def _compiled_depthwise(self) -> bool:
-        """Depthwise with kernel = stride, no padding: what ``kernels.depthwise_conv2d_transpose`` computes."""
-        k, s = list(self._kernel_size), list(self._stride)
-        return self._groups == self._in_channels == self._out_channels and k[0] == k[1] and k == s \
-            and list(self._dilation) == [1, 1] and self._padding in (0, [0, 0], (0, 0)) \
-            and self.output_padding in (0, None)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        s = self.settings = conv_settings(self)
+        k = s.kernel_size
+        # depthwise with kernel = stride, no padding: what ``kernels.depthwise_conv2d_transpose`` computes
+        self.compiled_depthwise = s.depthwise and k[0] == k[1] and k == s.stride and s.dilation == [1, 1] \
+            and s.padding in (0, [0, 0], (0, 0)) and self.output_padding in (0, None) and s.data_format == "NCHW"
 
+    @static_as_is
     def forward(self, x, output_size=None):
-        if output_size is None and self._data_format == "NCHW" and self._compiled_depthwise() and kernels.usable(x):
+        s = self.settings
+        if output_size is None and self.compiled_depthwise and kernels.usable(x):
             out = kernels.depthwise_conv2d_transpose(x, self.weight)
             return _add_bias(out, self.bias)
-        if self.bias is None or output_size is not None or self._data_format != "NCHW" \
-                or not paddle.in_dynamic_mode():
+        if self.bias is None or output_size is not None or s.data_format != "NCHW" or not paddle.in_dynamic_mode():
             return super().forward(x, output_size)
-        out = F.conv2d_transpose(x, self.weight, bias=None, padding=self._padding,
-                                 output_padding=self.output_padding, stride=self._stride, dilation=self._dilation,
-                                 groups=self._groups, data_format=self._data_format)
+        out = F.conv2d_transpose(x, self.weight, bias=None, padding=s.padding, output_padding=self.output_padding,
+                                 stride=s.stride, dilation=s.dilation, groups=s.groups, data_format=s.data_format)
         return _add_bias(out, self.bias)
-
-
-# paddle.flops matches layer types exactly: count ours as it counts its own convolutions.
-dynamic_flops.register_hooks.setdefault(Conv2D, dynamic_flops.count_convNd)
-dynamic_flops.register_hooks.setdefault(Conv2DTranspose, dynamic_flops.count_convNd)

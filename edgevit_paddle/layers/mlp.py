@@ -6,6 +6,7 @@ from typing import Callable, Optional
 
 import paddle.nn as nn
 
+from ..paddle_compat import static_as_is
 from .activation import GELU
 from .conv import Conv2D
 from .norm import check_choice
@@ -42,6 +43,7 @@ class Mlp(nn.Layer):
         self.fc2 = layer(hidden_features, out_features)
         self.drop = nn.Dropout(drop)
 
+    @static_as_is
     def forward(self, x):
         x = self.act(self.norm(self.fc1(x)))
         x = self.drop(x)

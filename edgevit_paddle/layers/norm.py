@@ -15,6 +15,7 @@ import paddle.nn.functional as F
 
 from .. import kernels
 from ..errors import ModelError
+from ..paddle_compat import batch_norm_stats, norm_settings, static_as_is
 
 NORMS = ("gn", "ln", "bn")
 LAYOUTS = ("nchw", "nlc")
@@ -32,21 +33,27 @@ class LayerNorm(nn.LayerNorm):
 
     count_macs = count_norm_macs
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings = norm_settings(self)
+
+    @static_as_is
     def forward(self, x):
         return self.normalize_last_dim(x)
 
     def normalize_last_dim(self, x):
         # not ``super().forward``: dy2static resolves ``super()`` against the instance's class, so a subclass calling
         # this through ``super()`` would call itself (RecursionError at export)
-        if len(self._normalized_shape) == 1 and self.weight is not None and self.bias is not None \
-                and kernels.usable(x):
-            return kernels.layer_norm(x, self.weight, self.bias, self._epsilon)
-        return F.layer_norm(x, self._normalized_shape, self.weight, self.bias, self._epsilon)
+        shape, eps = self.settings.normalized_shape, self.settings.epsilon
+        if len(shape) == 1 and self.weight is not None and self.bias is not None and kernels.usable(x):
+            return kernels.layer_norm(x, self.weight, self.bias, eps)
+        return F.layer_norm(x, list(shape), self.weight, self.bias, eps)
 
 
 class LayerNorm2d(LayerNorm):
     """LayerNorm over the channels of each pixel of an NCHW map (the original's token LayerNorm)."""
 
+    @static_as_is
     def forward(self, x):
         return self.normalize_last_dim(x.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])
 
@@ -67,13 +74,16 @@ class GroupNorm2d(nn.GroupNorm):
 
     def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NCHW")
+        self.settings = norm_settings(self)
 
+    @static_as_is
     def forward(self, x):
+        groups, eps = self.settings.groups, self.settings.epsilon
         if kernels.usable(x):
-            return kernels.group_norm(x, self.weight, self.bias, self._num_groups, self._epsilon)
+            return kernels.group_norm(x, self.weight, self.bias, groups, eps)
         if paddle.in_dynamic_mode():
             return super().forward(x)
-        return group_norm_for_export(x, self._num_groups, self._epsilon, self.weight, self.bias)
+        return group_norm_for_export(x, groups, eps, self.weight, self.bias)
 
     count_macs = count_norm_macs
 
@@ -83,13 +93,16 @@ class GroupNormTokens(nn.GroupNorm):
 
     def __init__(self, num_channels: int, epsilon: float = 1e-5, num_groups: int = 1):
         super().__init__(num_groups, num_channels, epsilon=epsilon, data_format="NLC")
+        self.settings = norm_settings(self)
 
     count_macs = count_norm_macs
 
+    @static_as_is
     def forward(self, x):
         if paddle.in_dynamic_mode():
             return super().forward(x)
-        y = group_norm_for_export(x.transpose([0, 2, 1]), self._num_groups, self._epsilon, self.weight, self.bias)
+        s = self.settings
+        y = group_norm_for_export(x.transpose([0, 2, 1]), s.groups, s.epsilon, self.weight, self.bias)
         return y.transpose([0, 2, 1])
 
 
@@ -105,12 +118,14 @@ class BatchNormTokens(nn.BatchNorm1D):
 
     count_macs = count_norm_macs
 
+    @static_as_is
     def forward(self, x):
         if paddle.in_dynamic_mode():
             return super().forward(x)
-        y = F.batch_norm(x.transpose([0, 2, 1]), self._mean, self._variance, weight=self.weight, bias=self.bias,
-                         training=self.training, momentum=self._momentum, epsilon=self._epsilon, data_format="NCL",
-                         use_global_stats=self._use_global_stats)
+        s = batch_norm_stats(self)
+        y = F.batch_norm(x.transpose([0, 2, 1]), s.mean, s.variance, weight=self.weight, bias=self.bias,
+                         training=self.training, momentum=s.momentum, epsilon=s.epsilon, data_format="NCL",
+                         use_global_stats=s.use_global_stats)
         return y.transpose([0, 2, 1])
 
 

@@ -7,6 +7,7 @@ import paddle
 import paddle.nn as nn
 
 from ..errors import InputError
+from ..paddle_compat import static_as_is
 from .conv import Conv2D
 
 
@@ -32,6 +33,7 @@ class PatchEmbed(nn.Layer):
         self.proj = Conv2D(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
 
+    @static_as_is
     def forward(self, x):
         x = self.proj(x)
         if self.flatten:

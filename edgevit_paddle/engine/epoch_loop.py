@@ -1,0 +1,67 @@
+"""The training loop: the one owner of the absolute epoch."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+import paddle
+
+from ..data.seeding import epoch_seed
+from .callbacks import EpochProgBar, RunState, TrainingMonitor, write_metrics
+from .checkpoint import disk_errors
+from .checkpoint_saver import CheckpointSaver
+from .ema import ModelEMA
+
+
+class EpochLoop:
+    """The one owner of the absolute epoch (1-based, as the checkpoints and log lines number it): ``run`` goes
+    ``for epoch in range(first, last + 1)`` (timm's and PaddleClas's loop) and hands ``epoch`` to the data (sampler,
+    per-sample seeds, Mixup/CutMix), to Paddle's generator, to ``paddle.Model.fit`` for that one epoch, to the
+    evaluation (after epochs that are multiples of ``eval_freq``, and the last) and to the checkpoint saver.
+
+    A run resumed after epoch ``k`` therefore repeats exactly what the uninterrupted run did from ``k + 1`` on."""
+
+    def __init__(self, model: paddle.Model, optimizer, train_batches, eval_loader, state: RunState,
+                 saver: CheckpointSaver, monitor: TrainingMonitor, progress: EpochProgBar, callbacks, seed: int,
+                 eval_freq: int = 1, ema: Optional[ModelEMA] = None, verbose: int = 2):
+        self.model, self.optimizer, self.train_batches, self.eval_loader = model, optimizer, train_batches, eval_loader
+        self.state, self.saver, self.monitor, self.progress = state, saver, monitor, progress
+        self.callbacks, self.seed, self.eval_freq, self.ema, self.verbose = callbacks, seed, eval_freq, ema, verbose
+
+    def evaluates(self, epoch: int, last: int) -> bool:
+        return epoch % self.eval_freq == 0 or epoch == last
+
+    def run(self, first: int, last: int, run_dir: Optional[str]) -> None:
+        """Train epochs ``first`` .. ``last``; ``run_dir`` receives ``metrics.json`` after each (None: write nothing,
+        another process writes)."""
+        net = self.model.network
+        for epoch in range(first, last + 1):
+            self.train_batches.set_epoch(epoch)
+            paddle.seed(epoch_seed(self.seed, epoch - 1))  # dropout, drop path
+            self.monitor.begin_epoch(epoch)
+            self.progress.absolute = epoch
+            self.model.fit(self.train_batches, epochs=1, verbose=self.verbose, log_freq=self.progress.log_freq,
+                           callbacks=self.callbacks)
+            train_logs = self.monitor.epoch_logs()
+            eval_logs = self.evaluate() if self.evaluates(epoch, last) else {}
+            improved = self.state.record_epoch(epoch, train_logs, eval_logs)
+            self.monitor.log_epoch(self.state.history[-1])
+            self.saver.save_epoch(epoch, net, self.optimizer, self.state.to_dict(), improved, self.ema,
+                                  best_is_ema=self.state.best_from == "ema")
+            if run_dir is not None:
+                with disk_errors(run_dir):
+                    write_metrics(run_dir, self.state)
+
+    def evaluate(self) -> Dict[str, Optional[float]]:
+        """Loss and top-k of the weights, and of the EMA weights (``ema_*``) when the run keeps an EMA."""
+        logs = scalars(self.model.evaluate(self.eval_loader, verbose=0))
+        if self.ema is not None:
+            with self.ema.applied(self.model.network):
+                logs.update({f"ema_{k}": v for k, v in scalars(self.model.evaluate(self.eval_loader,
+                                                                                    verbose=0)).items()})
+        return logs
+
+
+def scalars(res: Dict[str, Any]) -> Dict[str, float]:
+    """``paddle.Model.evaluate``'s results as floats (it gives lists and arrays)."""
+    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in res.items() if k == "loss" or k.startswith("acc")}

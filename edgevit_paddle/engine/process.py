@@ -1,0 +1,97 @@
+"""What a training process sets up before it trains: signals, its place among the processes, the device and its
+threads, the seeds, and where log lines go."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+from typing import Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from .. import cpu, kernels
+from ..errors import ConfigError
+from ..paddle_compat import is_batch_norm, set_math_threads
+
+log = logging.getLogger("edgevit_paddle")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``docker stop`` send): handled like Ctrl-C, the run saves ``interrupted``."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def handle_signals() -> None:
+    """Ctrl-C and SIGTERM raise in the main thread (the trainer saves a checkpoint and stops). Importing Paddle
+    leaves SIGINT caught at the C level, and a run started in the background of a script inherits it ignored: both
+    are given back to Python. Nothing changes when called from another thread."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def world() -> tuple:
+    """(rank, number of processes) under ``paddle.distributed.launch``; (0, 1) otherwise."""
+    env = paddle.distributed.ParallelEnv()
+    return env.rank, env.world_size
+
+
+def set_device(device: str, cpu_threads: Optional[int] = None, world_size: int = 1) -> Optional[int]:
+    """Select the device; on CPU set the math threads of this process (``cpu_threads``, or with several processes
+    the cores shared out among them so they do not oversubscribe the CPU). Returns the thread count set, if any."""
+    if device == "gpu" and not paddle.is_compiled_with_cuda():
+        raise ConfigError("Global.device is gpu but this Paddle build has no CUDA: install paddlepaddle-gpu "
+                          "(see README) or use -o Global.device=cpu")
+    paddle.set_device(device)
+    if device != "cpu":
+        return None
+    threads = cpu_threads or (max(1, cpu.usable_cores() // world_size) if world_size > 1 else None)
+    if threads:
+        set_math_threads(threads)
+    kernels.set_threads(threads)  # our compiled kernels share the same cores, no more
+    return threads
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def setup_logging(run_dir: Optional[str]) -> None:
+    """Log lines go to stdout and, for the writing process, to ``<run>/train.log``."""
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    out = logging.StreamHandler(sys.stdout)
+    out.setFormatter(fmt)
+    log.addHandler(out)
+    if run_dir:
+        fh = logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+    log.propagate = False
+
+
+def convert_sync_bn(net: nn.Layer, world_size: int, enabled: bool = True, device: str = "gpu") -> nn.Layer:
+    """BatchNorm -> SyncBatchNorm when more than one GPU process trains (statistics over the whole batch).
+
+    Paddle has no CPU kernel for SyncBatchNorm: several CPU processes keep per-process statistics (each process's
+    own batch), as when ``Global.sync_bn`` is off."""
+    has_bn = any(is_batch_norm(m) for m in net.sublayers())
+    if enabled and world_size > 1 and has_bn:
+        if device != "gpu":
+            log.info("BatchNorm statistics are per process: Paddle has no SyncBatchNorm on CPU")
+            return net
+        return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    return net
