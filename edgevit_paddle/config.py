@@ -31,99 +31,100 @@ class Field:
     nullable: bool = False
 
 
-def F(types, default=None, choices=None, minimum=None, required=False, nullable=None) -> Field:
+def setting(types, default=None, choices=None, minimum=None, required=False, nullable=None) -> Field:
+    """A config setting of ``types`` (one or a tuple); ``nullable`` defaults to whether the default is None."""
     types = types if isinstance(types, tuple) else (types,)
     return Field(types, default, choices, minimum, required, default is None if nullable is None else nullable)
 
 
 _SPLIT = {
-    "split": F(str, "train"),
-    "batch_size": F(int, 64, minimum=1),
-    "transforms": F(list, None),
-    "shuffle": F(bool, None),
-    "max_samples": F(int, None, minimum=1),
+    "split": setting(str, "train"),
+    "batch_size": setting(int, 64, minimum=1),
+    "transforms": setting(list, None),
+    "shuffle": setting(bool, None),
+    "max_samples": setting(int, None, minimum=1),
 }
 
 SCHEMA: Dict[str, Any] = {
     "Global": {
-        "output_dir": F(str, "output"),
-        "run_name": F(str, None),
-        "device": F(str, "cpu", choices=("cpu", "gpu")),
-        "cpu_threads": F(int, None, minimum=1),  # per process; default: the cores shared out among the processes
-        "seed": F(int, 42),
-        "epochs": F(int, 10, minimum=1),
-        "log_freq": F(int, 10, minimum=1),
-        "save_freq": F(int, 1, minimum=1),
-        "eval_freq": F(int, 1, minimum=1),
-        "keep_checkpoints": F(int, 2, minimum=1),
-        "use_visualdl": F(bool, True),
-        "sync_bn": F(bool, True),
-        "verbose": F(int, 1, choices=(0, 1, 2)),
+        "output_dir": setting(str, "output"),
+        "run_name": setting(str, None),
+        "device": setting(str, "cpu", choices=("cpu", "gpu")),
+        "cpu_threads": setting(int, None, minimum=1),  # per process; default: the cores shared out among the processes
+        "seed": setting(int, 42),
+        "epochs": setting(int, 10, minimum=1),
+        "log_freq": setting(int, 10, minimum=1),
+        "save_freq": setting(int, 1, minimum=1),
+        "eval_freq": setting(int, 1, minimum=1),
+        "keep_checkpoints": setting(int, 2, minimum=1),
+        "use_visualdl": setting(bool, True),
+        "sync_bn": setting(bool, True),
+        "verbose": setting(int, 1, choices=(0, 1, 2)),
         # fine-tuning (pretrained.py): weights to start from; strict: every tensor but a resized head must fit;
         # any_variant: accept weights of another variant with the same shapes (e.g. GroupNorm into LayerNorm)
-        "pretrained_model": F(str, None),
-        "pretrained_strict": F(bool, True),
-        "pretrained_any_variant": F(bool, False),
+        "pretrained_model": setting(str, None),
+        "pretrained_strict": setting(bool, True),
+        "pretrained_any_variant": setting(bool, False),
     },
     # other Model keys: create_model kwargs
-    "Model": {"name": F(str, required=True), "freeze_stages": F(int, 0, minimum=0), "__any__": True},
+    "Model": {"name": setting(str, required=True), "freeze_stages": setting(int, 0, minimum=0), "__any__": True},
     "Data": {
-        "dataset": F(str, required=True, choices=DATASET_NAMES),
-        "root": F(str, None),
-        "image_size": F(int, 224, minimum=8),
-        "channels": F(int, 3, choices=(1, 3)),
-        "num_workers": F(int, 0, minimum=0),
-        "split_seed": F(int, 0),
-        "train_fraction": F(float, 0.8, minimum=0.0),
-        "cache_dir": F(str, None),
+        "dataset": setting(str, required=True, choices=DATASET_NAMES),
+        "root": setting(str, None),
+        "image_size": setting(int, 224, minimum=8),
+        "channels": setting(int, 3, choices=(1, 3)),
+        "num_workers": setting(int, 0, minimum=0),
+        "split_seed": setting(int, 0),
+        "train_fraction": setting(float, 0.8, minimum=0.0),
+        "cache_dir": setting(str, None),
         "Train": {**_SPLIT,
-                  "sampler": F(str, "default", choices=("default", "repeated")),  # repeated: DeiT's RASampler
-                  "repeats": F(int, 3, minimum=1)},
-        "Eval": {**_SPLIT, "split": F(str, "test")},
+                  "sampler": setting(str, "default", choices=("default", "repeated")),  # repeated: DeiT's RASampler
+                  "repeats": setting(int, 3, minimum=1)},
+        "Eval": {**_SPLIT, "split": setting(str, "test")},
     },
     "Optimizer": {
-        "name": F(str, "AdamW", choices=("Adam", "AdamW", "Momentum", "SGD")),
-        "lr": F(float, 1e-3, minimum=0.0),
-        "lr_reference_batch": F(int, None, minimum=1),  # lr is for this global batch: scaled by global batch / it
-        "backbone_lr_mult": F(float, 1.0, minimum=0.0),  # every parameter but the head's learns at lr x this
-        "weight_decay": F(float, 0.05, minimum=0.0),
-        "decay_norm_and_bias": F(bool, False),
-        "momentum": F(float, 0.9, minimum=0.0),
-        "beta1": F(float, 0.9, minimum=0.0),
-        "beta2": F(float, 0.999, minimum=0.0),
-        "grad_clip": F(float, None, minimum=0.0),
+        "name": setting(str, "AdamW", choices=("Adam", "AdamW", "Momentum", "SGD")),
+        "lr": setting(float, 1e-3, minimum=0.0),
+        "lr_reference_batch": setting(int, None, minimum=1),  # lr is for this global batch: scaled by global batch / it
+        "backbone_lr_mult": setting(float, 1.0, minimum=0.0),  # every parameter but the head's learns at lr x this
+        "weight_decay": setting(float, 0.05, minimum=0.0),
+        "decay_norm_and_bias": setting(bool, False),
+        "momentum": setting(float, 0.9, minimum=0.0),
+        "beta1": setting(float, 0.9, minimum=0.0),
+        "beta2": setting(float, 0.999, minimum=0.0),
+        "grad_clip": setting(float, None, minimum=0.0),
         "Scheduler": {
             # timm_cosine: the authors' (DeiT's) per-epoch cosine, warm-up inside it (engine/optim.py TimmCosineLR)
-            "name": F(str, "cosine", choices=("constant", "cosine", "step", "timm_cosine")),
-            "warmup_epochs": F(float, 0.0, minimum=0.0),
-            "warmup_start_lr": F(float, 0.0, minimum=0.0),
-            "by_epoch": F(bool, False),
-            "min_lr": F(float, 0.0, minimum=0.0),
-            "step_epochs": F(int, 30, minimum=1),
-            "gamma": F(float, 0.1, minimum=0.0),
+            "name": setting(str, "cosine", choices=("constant", "cosine", "step", "timm_cosine")),
+            "warmup_epochs": setting(float, 0.0, minimum=0.0),
+            "warmup_start_lr": setting(float, 0.0, minimum=0.0),
+            "by_epoch": setting(bool, False),
+            "min_lr": setting(float, 0.0, minimum=0.0),
+            "step_epochs": setting(int, 30, minimum=1),
+            "gamma": setting(float, 0.1, minimum=0.0),
         },
     },
     "Loss": {
-        "name": F(str, "CrossEntropy", choices=("CrossEntropy",)),
-        "label_smoothing": F(float, 0.0, minimum=0.0),
+        "name": setting(str, "CrossEntropy", choices=("CrossEntropy",)),
+        "label_smoothing": setting(float, 0.0, minimum=0.0),
     },
-    "Metric": {"topk": F(list, [1, 5])},
+    "Metric": {"topk": setting(list, [1, 5])},
     "Mixup": {  # batch Mixup/CutMix (timm's semantics); on when either alpha > 0
-        "mixup_alpha": F(float, 0.0, minimum=0.0),
-        "cutmix_alpha": F(float, 0.0, minimum=0.0),
-        "prob": F(float, 1.0, minimum=0.0),
-        "switch_prob": F(float, 0.5, minimum=0.0),
+        "mixup_alpha": setting(float, 0.0, minimum=0.0),
+        "cutmix_alpha": setting(float, 0.0, minimum=0.0),
+        "prob": setting(float, 1.0, minimum=0.0),
+        "switch_prob": setting(float, 0.5, minimum=0.0),
     },
-    "EMA": {"decay": F(float, None, minimum=0.0)},  # model EMA, evaluated and checkpointed beside the weights
-    "AMP": {"level": F(str, "O0", choices=("O0", "O1", "O2"))},
+    "EMA": {"decay": setting(float, None, minimum=0.0)},  # model EMA, evaluated and checkpointed beside the weights
+    "AMP": {"level": setting(str, "O0", choices=("O0", "O1", "O2"))},
     "Export": {
-        "image_size": F(int, None, minimum=8),
-        "output_dir": F(str, None),
-        "fold_bn": F(bool, True),
+        "image_size": setting(int, None, minimum=8),
+        "output_dir": setting(str, None),
+        "fold_bn": setting(bool, True),
     },
     "Infer": {
-        "topk": F(int, 5, minimum=1),
-        "label_file": F(str, None),
+        "topk": setting(int, 5, minimum=1),
+        "label_file": setting(str, None),
     },
 }
 

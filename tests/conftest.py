@@ -4,11 +4,13 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # the tests import this checkout's package, whatever the environment has installed
 
+from edgevit_paddle import paddle_noise  # noqa: E402, I001  (first: it imports Paddle quietly)
+
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import pytest  # noqa: E402
 
-from edgevit_paddle import paddle_noise  # noqa: E402  (imports Paddle quietly)
+from edgevit_paddle.engine.process import training_env  # noqa: E402
 from edgevit_paddle.paddle_compat import batch_norm_stats, is_batch_norm  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
@@ -17,6 +19,10 @@ DATA = os.path.join(SHARED, "data")
 
 # Every process a test starts (tools/*.py, python -m ..., workers) imports this checkout's package, not whatever
 # edgevit_paddle the environment has installed: the tests test the checkout.
+# The training tool re-executes itself once when OMP_WAIT_POLICY is unset (it must be set before Paddle loads); the
+# tools started here get it from the start, which saves a Paddle import each (test_train.py runs the re-exec).
+for _key, _value in training_env({}).items():
+    os.environ.setdefault(_key, _value)
 os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                                      if p])
 

@@ -70,6 +70,7 @@ def test_curves_and_bad_arguments(tmp_path):
         assert res.returncode == 2 and res.stderr.startswith("error: ") and text in res.stderr, res.stderr
 
 
+@pytest.mark.xdist_group("paddle_launcher")  # one launcher at a time: each opens ports on this machine
 def test_data_parallel_training_mode(tmp_path):
     """--train-procs 2 times training data parallel over two CPU processes (Paddle's launcher, gloo all-reduce):
     one row per process count, the global batch split between them, ratios against one process."""

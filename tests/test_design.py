@@ -72,7 +72,7 @@ class ToyNet(Classifier):
 
     def __init__(self, width=8, in_chans=3, num_classes=5, act="relu", drop_rate=0.0):
         super().__init__()
-        self.check_sizes(num_classes, in_chans)
+        self.check_class_and_channel_counts(num_classes, in_chans)
         self.in_chans, self.num_classes, self.num_features = in_chans, num_classes, width
         self.variant = {"act": act}
         self.stem = nn.Conv2D(in_chans, width, 4, stride=4)

@@ -7,6 +7,7 @@ import pytest
 
 from edgevit_paddle import create_model, kernels
 from edgevit_paddle.cpu import usable_cores
+from edgevit_paddle.engine.process import training_env
 from edgevit_paddle.layers.activation import GELU
 from edgevit_paddle.layers.conv import Conv2D, Conv2DTranspose
 from edgevit_paddle.layers.norm import GroupNorm2d
@@ -85,7 +86,7 @@ def test_a_failed_build_warns_once_and_paddles_ops_run(monkeypatch, tmp_path):
 
     def no_compiler(folder):
         raise RuntimeError("g++: not found")
-    monkeypatch.setattr(kernels, "_build", no_compiler)
+    monkeypatch.setattr(kernels.build, "compile_into", no_compiler)
     with pytest.warns(UserWarning, match="compiled CPU kernels unavailable, using Paddle's ops: g\\+\\+: not found"):
         assert not kernels.available()
     assert not kernels.available()  # decided once
@@ -120,8 +121,8 @@ def test_the_kernels_use_the_runs_threads_and_training_processes_sleep_idle_thre
     set_device("cpu", 3)
     assert kernels._state["threads"] == 3
     kernels.set_threads(None)
-    assert kernels.training_env({})["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert kernels.training_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's wins
+    assert training_env({})["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert training_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's wins
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 5), (1, 1, 3), (3, 13), (2, 4, 4, 9)])

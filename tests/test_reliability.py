@@ -356,7 +356,7 @@ def test_a_bug_when_reading_checkpoints_or_building_kernels_keeps_its_traceback(
         with pytest.raises(TypeError, match="planted bug"):
             saver.resume_point()
     monkeypatch.setattr(kernels, "_state", {"ready": None, "reason": "", "threads": None})
-    monkeypatch.setattr(kernels, "_build", planted)
+    monkeypatch.setattr(kernels.build, "compile_into", planted)
     monkeypatch.setattr(kernels, "cache_dir", lambda: str(tmp_path / "kernels"))
     with pytest.raises(TypeError, match="planted bug"):
         kernels.available()
@@ -365,6 +365,6 @@ def test_a_bug_when_reading_checkpoints_or_building_kernels_keeps_its_traceback(
     def no_compiler(folder):
         raise OSError("no compiler found")
 
-    monkeypatch.setattr(kernels, "_build", no_compiler)
+    monkeypatch.setattr(kernels.build, "compile_into", no_compiler)
     with pytest.warns(UserWarning, match="using Paddle's ops: no compiler found"):
         assert kernels.available() is False

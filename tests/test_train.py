@@ -175,6 +175,17 @@ def run_tool(*args):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def test_the_training_tool_sets_its_environment_before_paddle_loads(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    script = tmp_path / "train_tool.py"  # the training tool's entry point, saying what it was started with
+    script.write_text("import os\nprint('policy:', os.environ.get('OMP_WAIT_POLICY'), flush=True)\n"
+                      "from edgevit_paddle.cli.train import cli\ncli()\n")
+    res = subprocess.run([sys.executable, str(script), "-o", "Optimizer.lrr=1"], capture_output=True, text=True,
+                         cwd=ROOT, env=env)
+    assert res.stdout.split() == ["policy:", "None", "policy:", "PASSIVE"]  # started again, with it set
+    assert res.returncode == 2 and "unknown key 'Optimizer.lrr'" in res.stderr
+
+
 def test_eval_tool_and_train_tool_errors(tmp_path):
     train(tiny(tmp_path, "Global.epochs=1"))
     run = tmp_path / "tiny"
@@ -252,6 +263,7 @@ def test_unreadable_image_in_a_loader_worker_is_one_data_error(tmp_path, capfd):
     assert multiprocessing.active_children() == []  # the loader's workers are stopped, not left to hold up exit
 
 
+@pytest.mark.xdist_group("paddle_launcher")  # one launcher at a time: each opens ports on this machine
 def test_two_cpu_processes_train_data_parallel(tmp_path):
     """tools/train.py under Paddle's launcher with two CPU processes (gloo): one run folder written by rank 0, the
     cores shared out (1 thread each here), per-process BatchNorm (no SyncBatchNorm kernel on CPU), images/s global."""
@@ -271,6 +283,7 @@ def test_two_cpu_processes_train_data_parallel(tmp_path):
     assert metrics["epochs_done"] == 2 and metrics["global_step"] == 4 and metrics["final_top1"] is not None
 
 
+@pytest.mark.xdist_group("paddle_launcher")  # one launcher at a time: each opens ports on this machine
 def test_the_recipe_trains_under_the_cpu_launcher(tmp_path):
     """Repeated augmentation, Mixup/CutMix and EMA under Paddle's launcher: each process takes its share of the
     repeated draws, rank 0 saves the EMA beside the weights."""

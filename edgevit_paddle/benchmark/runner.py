@@ -11,8 +11,8 @@ import time
 from typing import Any, Dict, List, Sequence
 
 from .. import cpu
+from ..engine.process import training_env
 from ..errors import BenchmarkError
-from ..kernels import training_env
 from . import workers
 from .cases import DEPLOY_MODES, Case
 

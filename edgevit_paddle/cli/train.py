@@ -48,7 +48,7 @@ def main(argv=None):
 
 
 def cli() -> None:
-    from edgevit_paddle.kernels import TRAINING_ENV, training_env
+    from edgevit_paddle.engine.process import TRAINING_ENV, training_env
     if any(key not in os.environ for key in TRAINING_ENV):  # read when Paddle loads: start again with it set
         os.execve(sys.executable, [sys.executable, *sys.argv], training_env())
     run(main)

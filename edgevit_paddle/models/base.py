@@ -42,7 +42,7 @@ class Classifier(nn.Layer):
     regularisation_args: Tuple[str, ...] = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 
     @staticmethod
-    def check_sizes(num_classes: int, in_chans: int) -> None:
+    def check_class_and_channel_counts(num_classes: int, in_chans: int) -> None:
         if int(num_classes) < 1:
             raise ModelError(f"num_classes must be >= 1, got {num_classes}")
         if int(in_chans) < 1:

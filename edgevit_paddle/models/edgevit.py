@@ -248,7 +248,7 @@ class EdgeViT(Classifier):
         n = len(PATCH_SIZES)
         if not (len(depths) == len(embed_dims) == len(sr_ratios) == n):
             raise ModelError(f"depths, embed_dims and sr_ratios need one value for each of the {n} stages")
-        self.check_sizes(num_classes, in_chans)
+        self.check_class_and_channel_counts(num_classes, in_chans)
         if norm == "gn" and any(d % norm_groups for d in embed_dims):
             raise ModelError(f"norm_groups={norm_groups} must divide every stage's channels {list(embed_dims)}")
         if any(d % head_dim for d in embed_dims):
@@ -260,7 +260,7 @@ class EdgeViT(Classifier):
 
         channels_first = ffn == "conv"
         layout = "nchw" if channels_first else "nlc"
-        block_norm = dict(
+        block_layers = dict(
             prenorm_layer=get_norm_layer(norm, layout, ATTN_PRENORM_EPS, norm_groups),
             prop_norm_layer=get_norm_layer(norm, layout, LOCAL_PROP_NORM_EPS, norm_groups),
             ffn_layer=get_ffn_layer(ffn), channels_first=channels_first)
@@ -271,7 +271,7 @@ class EdgeViT(Classifier):
         prev, first, reduction = in_chans, 0, 1
         for i, (depth, dim, r, patch) in enumerate(zip(depths, embed_dims, sr_ratios, PATCH_SIZES)):
             block_kwargs = [dict(num_heads=dim // head_dim, sr_ratio=r, mlp_ratio=mlp_ratio, drop=drop_rate,
-                                 drop_path=dpr[first + j], qkv_bias=qkv_bias, attn_drop=attn_drop_rate, **block_norm)
+                                 drop_path=dpr[first + j], qkv_bias=qkv_bias, attn_drop=attn_drop_rate, **block_layers)
                             for j in range(depth)]
             self.stages.append(EdgeViTStage(prev, dim, patch, patch_norm, block_kwargs, drop_rate if i == 0 else 0.0))
             reduction *= patch
@@ -297,8 +297,8 @@ class EdgeViT(Classifier):
         return x if pre_logits else self.head(x)
 
 
-def _create_edgevit(variant: str, arch: dict, **kwargs) -> EdgeViT:
-    return build_model(EdgeViT, variant, arch, kwargs)
+def _create_edgevit(name: str, arch: dict, **kwargs) -> EdgeViT:
+    return build_model(EdgeViT, name, arch, kwargs)
 
 
 #: the authors' EdgeViT (their weights, ``convert.load_original``) is our ``norm="ln", ffn="linear"`` variant

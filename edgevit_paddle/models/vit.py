@@ -120,7 +120,7 @@ class VisionTransformer(Classifier):
         check_choice("global_pool", global_pool, ("token", "avg"))
         if ffn_norm is not None:
             check_choice("ffn_norm", ffn_norm, NORMS)
-        self.check_sizes(num_classes, in_chans)
+        self.check_class_and_channel_counts(num_classes, in_chans)
         if int(depth) < 1:
             raise ModelError(f"depth must be >= 1, got {depth}")
         if img_size % patch_size:
@@ -204,8 +204,8 @@ _CIFAR = dict(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=1
               head_dim=32, mlp_dim=256)
 
 
-def _create_vit(cls: type, variant: str, arch: dict, **kwargs) -> VisionTransformer:
-    return build_model(cls, variant, arch, kwargs)
+def _create_vit(cls: type, name: str, arch: dict, **kwargs) -> VisionTransformer:
+    return build_model(cls, name, arch, kwargs)
 
 
 # Digits at their own size with MNIST's mean and std, as configs/vit/*_mnist.yaml; the 32x32 RGB setup as CIFAR is

@@ -1,9 +1,9 @@
-// GELU (exact, erf) and GroupNorm over NCHW for EdgeViT's CPU training, as Paddle custom operators. Paddle 3.3.1
-// runs both backward passes on one thread (exact GELU backward: ~10 ns per element); these split the work over the
-// cores and vectorise it (erf and exp as polynomials the compiler can vectorise).
+// GroupNorm over NCHW and LayerNorm over the last dimension for EdgeViT's CPU training, as Paddle custom operators:
+// Paddle 3.3.1 runs both backward passes on one thread; these split the rows (samples x groups, or tokens) over the
+// cores.
 //
-//   edgevit_gelu(x) = 0.5 x (1 + erf(x / sqrt 2))
 //   edgevit_group_norm(x [N,C,*], gamma [C], beta [C]; groups, eps) -> (y, mean [N*G], rstd [N*G])
+//   edgevit_layer_norm(x [..., C], gamma [C], beta [C]; eps) -> (y, mean [rows], rstd [rows])
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,97 +14,6 @@
 #include "parallel.h"
 
 using edgevit::parallel_for;
-
-namespace {
-constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-
-// erf as Eigen computes it for float (a rational approximation on [-4, 4], +/-1 beyond): a few ulp, and unlike libm's
-// erff it vectorises.
-inline float erf_fast(float v) {
-  const float x = std::min(4.f, std::max(-4.f, v));
-  const float x2 = x * x;
-  float p = -2.72614225801306e-10f;
-  p = p * x2 + 2.77068142495902e-08f;
-  p = p * x2 - 2.10102402082508e-06f;
-  p = p * x2 - 5.69250639462346e-05f;
-  p = p * x2 - 7.34990630326855e-04f;
-  p = p * x2 - 2.95459980854025e-03f;
-  p = p * x2 - 1.60960333262415e-02f;
-  p = p * x;
-  float q = -1.45660718464996e-05f;
-  q = q * x2 - 2.13374055278905e-04f;
-  q = q * x2 - 1.68282697438203e-03f;
-  q = q * x2 - 7.37332916720468e-03f;
-  q = q * x2 - 1.42647390514189e-02f;
-  return p / q;
-}
-
-// exp for arguments <= 0 (Cephes' expf: 2^k times a polynomial), vectorisable
-inline float exp_nonpositive(float v) {
-  const float x0 = std::max(v, -87.f);
-  const float k = std::floor(x0 * 1.44269504088896341f + 0.5f);
-  const float x = x0 - k * 0.693359375f + k * 2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * x + 1.3981999507e-3f;
-  y = y * x + 8.3334519073e-3f;
-  y = y * x + 4.1665795894e-2f;
-  y = y * x + 1.6666665459e-1f;
-  y = y * x + 5.0000001201e-1f;
-  y = y * x * x + x + 1.f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
-}
-}  // namespace
-
-std::vector<paddle::Tensor> GeluForward(const paddle::Tensor& x) {
-  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "edgevit_gelu: CPU float32 only");
-  auto out = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
-  const float* xd = x.data<float>();
-  float* od = out.data<float>();
-  const int64_t n = x.numel();
-  parallel_for(n, [&](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) od[i] = 0.5f * xd[i] * (1.f + erf_fast(xd[i] * kInvSqrt2));
-  });
-  return {out};
-}
-
-std::vector<paddle::Tensor> GeluBackward(const paddle::Tensor& x, const paddle::Tensor& gout) {
-  auto gx = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
-  const float* xd = x.data<float>();
-  const paddle::Tensor gdense = edgevit::dense(gout);
-  const float* gd = gdense.data<float>();
-  float* gxd = gx.data<float>();
-  const int64_t n = x.numel();
-  parallel_for(n, [&](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      const float v = xd[i];
-      const float cdf = 0.5f * (1.f + erf_fast(v * kInvSqrt2));
-      const float pdf = kInvSqrt2Pi * exp_nonpositive(-0.5f * v * v);
-      gxd[i] = gd[i] * (cdf + v * pdf);
-    }
-  });
-  return {gx};
-}
-
-std::vector<std::vector<int64_t>> SameShape1(const std::vector<int64_t>& x) { return {x}; }
-std::vector<paddle::DataType> SameDtype1(const paddle::DataType& x) { return {x}; }
-
-PD_BUILD_OP(edgevit_gelu)
-    .Inputs({"X"})
-    .Outputs({"Out"})
-    .SetKernelFn(PD_KERNEL(GeluForward))
-    .SetInferShapeFn(PD_INFER_SHAPE(SameShape1))
-    .SetInferDtypeFn(PD_INFER_DTYPE(SameDtype1));
-
-PD_BUILD_GRAD_OP(edgevit_gelu)
-    .Inputs({"X", paddle::Grad("Out")})
-    .Outputs({paddle::Grad("X")})
-    .SetKernelFn(PD_KERNEL(GeluBackward));
 
 // ------------------------------------------------------------------------------------------ GroupNorm, NCHW
 
@@ -239,7 +148,7 @@ std::vector<std::vector<int64_t>> GroupNormShape(const std::vector<int64_t>& x, 
   return {x, {ng}, {ng}};
 }
 
-std::vector<paddle::DataType> GroupNormDtype(const paddle::DataType& x, const paddle::DataType& g,
+std::vector<paddle::DataType> NormDtype(const paddle::DataType& x, const paddle::DataType& g,
                                              const paddle::DataType& b) {
   return {x, x, x};
 }
@@ -250,77 +159,13 @@ PD_BUILD_OP(edgevit_group_norm)
     .Attrs({"groups: int", "eps: float"})
     .SetKernelFn(PD_KERNEL(GroupNormForward))
     .SetInferShapeFn(PD_INFER_SHAPE(GroupNormShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(GroupNormDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(NormDtype));
 
 PD_BUILD_GRAD_OP(edgevit_group_norm)
     .Inputs({"X", "Gamma", "Mean", "Rstd", paddle::Grad("Out")})
     .Outputs({paddle::Grad("X"), paddle::Grad("Gamma"), paddle::Grad("Beta")})
     .Attrs({"groups: int", "eps: float"})
     .SetKernelFn(PD_KERNEL(GroupNormBackward));
-
-// ------------------------------------------------------------------------------------------ per-channel bias, NCHW
-// y = x + b[c]; the backward sums the output gradient per channel over the cores (Paddle's broadcast-add gradient
-// reduces on one thread) and hands the gradient through for x.
-
-std::vector<paddle::Tensor> BiasAddForward(const paddle::Tensor& x, const paddle::Tensor& b) {
-  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "edgevit_bias_add: CPU float32 only");
-  const int64_t N = x.shape()[0], C = x.shape()[1], HW = x.numel() / (N * C);
-  auto out = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
-  const float* xd = x.data<float>();
-  const float* bd = b.data<float>();
-  float* od = out.data<float>();
-  parallel_for(N * C, [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const float v = bd[nc % C];
-      const float* xc = xd + nc * HW;
-      float* oc = od + nc * HW;
-#pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) oc[i] = xc[i] + v;
-    }
-  });
-  return {out};
-}
-
-std::vector<paddle::Tensor> BiasAddBackward(const paddle::Tensor& x, const paddle::Tensor& b,
-                                            const paddle::Tensor& gout) {
-  const int64_t N = gout.shape()[0], C = gout.shape()[1], HW = gout.numel() / (N * C);
-  auto gb = paddle::empty({C}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  const paddle::Tensor gdense = edgevit::dense(gout);
-  const float* gd = gdense.data<float>();
-  float* gbd = gb.data<float>();
-  parallel_for(C, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      double acc = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* gc = gd + (n * C + c) * HW;
-        float s = 0.f;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < HW; ++i) s += gc[i];
-        acc += s;
-      }
-      gbd[c] = static_cast<float>(acc);
-    }
-  });
-  return {gout, gb};
-}
-
-std::vector<std::vector<int64_t>> BiasAddShape(const std::vector<int64_t>& x, const std::vector<int64_t>& b) {
-  return {x};
-}
-
-std::vector<paddle::DataType> BiasAddDtype(const paddle::DataType& x, const paddle::DataType& b) { return {x}; }
-
-PD_BUILD_OP(edgevit_bias_add)
-    .Inputs({"X", "B"})
-    .Outputs({"Out"})
-    .SetKernelFn(PD_KERNEL(BiasAddForward))
-    .SetInferShapeFn(PD_INFER_SHAPE(BiasAddShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(BiasAddDtype));
-
-PD_BUILD_GRAD_OP(edgevit_bias_add)
-    .Inputs({"X", "B", paddle::Grad("Out")})
-    .Outputs({paddle::Grad("X"), paddle::Grad("B")})
-    .SetKernelFn(PD_KERNEL(BiasAddBackward));
 
 // ------------------------------------------------------------------------------------------ LayerNorm, last dim
 // y = (x - mean) * rstd * gamma + beta over the last dimension C of each row; Paddle's backward runs on one thread.
@@ -432,7 +277,7 @@ PD_BUILD_OP(edgevit_layer_norm)
     .Attrs({"eps: float"})
     .SetKernelFn(PD_KERNEL(LayerNormForward))
     .SetInferShapeFn(PD_INFER_SHAPE(LayerNormShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(GroupNormDtype));
+    .SetInferDtypeFn(PD_INFER_DTYPE(NormDtype));
 
 PD_BUILD_GRAD_OP(edgevit_layer_norm)
     .Inputs({"X", "Gamma", "Mean", "Rstd", paddle::Grad("Out")})

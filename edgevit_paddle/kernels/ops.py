@@ -1,0 +1,45 @@
+"""The kernels as functions on Paddle tensors (each runs one custom operator; ``usable(x)`` decides whether to call
+them)."""
+from __future__ import annotations
+
+import paddle
+
+from ..paddle_compat import run_custom_op
+
+
+def run(op: str, *args):
+    """Run a custom operator on contiguous tensors (the kernels read them as dense arrays; a transposed view is
+    copied first) and return its first output."""
+    args = [a.contiguous() if isinstance(a, paddle.Tensor) and not a.is_contiguous() else a for a in args]
+    out = run_custom_op(op, *args)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, padding: int) -> paddle.Tensor:
+    """Stride-1 depthwise convolution, ``weight`` [C, 1, K, K], K = 2 * padding + 1 (no bias)."""
+    return run("edgevit_dwconv", x, weight, int(padding))
+
+
+def bias_add(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
+    """``x`` [N, C, ...] plus a per-channel ``bias`` [C]."""
+    return run("edgevit_bias_add", x, bias)
+
+
+def gelu(x: paddle.Tensor) -> paddle.Tensor:
+    """Exact (erf) GELU."""
+    return run("edgevit_gelu", x)
+
+
+def group_norm(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, groups: int, eps: float) -> paddle.Tensor:
+    """GroupNorm of an [N, C, ...] tensor with a per-channel affine."""
+    return run("edgevit_group_norm", x, weight, bias, int(groups), float(eps))
+
+
+def layer_norm(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, eps: float) -> paddle.Tensor:
+    """LayerNorm over the last dimension with its affine."""
+    return run("edgevit_layer_norm", x, weight, bias, float(eps))
+
+
+def depthwise_conv2d_transpose(x: paddle.Tensor, weight: paddle.Tensor) -> paddle.Tensor:
+    """Depthwise transposed convolution with kernel = stride (``weight`` [C, 1, R, R]; no bias)."""
+    return run("edgevit_dwconv_t", x, weight)
