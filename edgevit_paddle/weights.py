@@ -23,9 +23,10 @@ from .model_cfg import CLASSIFIER, identity_diff
 IDENTITY_KEY = "__identity__"
 
 
-def with_identity(state: Dict[str, Any], net: nn.Layer) -> Dict[str, Any]:
-    """``state`` (a ``state_dict``) with ``net``'s identity in it, for ``paddle.save``."""
-    return {**state, IDENTITY_KEY: model_identity(net)}
+def with_identity(state: Dict[str, Any], identity: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """``state`` (a ``state_dict``) with ``identity`` (``model_identity(net)``) in it, for ``paddle.save``: the one
+    way an identity gets into a weights file (checkpoints, the converter)."""
+    return {**state, IDENTITY_KEY: identity} if identity else dict(state)
 
 
 def weights_prefix(path: str) -> str:

@@ -47,6 +47,41 @@ def reference():
         return {k: ref[k] for k in ref.files}
 
 
+def run_tool(script, *args, in_process=True, **kw):
+    """Run ``tools/<script>`` with ``args`` from the checkout's root as a user would, and return what it did
+    (``returncode``, ``stdout``, ``stderr``: a ``subprocess.CompletedProcess``).
+
+    In this process by default: the tool's own ``main`` through the same ``cli.run`` its script calls (the one-line
+    error, the exit codes), stdout and stderr captured, which saves starting Python and Paddle for each call. Tests
+    that need a process of the tool's own (signals, kill -9, a lock held by another process, the environment it
+    starts with) pass ``in_process=False``."""
+    import contextlib
+    import importlib
+    import io
+    import subprocess
+    import warnings
+    if not in_process or kw:
+        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT, **kw)
+    from edgevit_paddle.cli import run
+    name = os.path.splitext(os.path.basename(script))[0]
+    module = importlib.import_module(f"edgevit_paddle.cli.{'convert' if name == 'convert_original' else name}")
+    out, err, cwd = io.StringIO(), io.StringIO(), os.getcwd()
+    def show(message, category, filename, lineno, file=None, line=None):  # as Python prints them: on stderr
+        err.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            run(module.main, list(args))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
 def flowers_jpegs(out, ids=(1, 2, 3, 4000)):
     """Real Flowers-102 JPEGs (as shipped, 128 px short side, not square) extracted from the shared archive."""
     import tarfile

@@ -22,11 +22,11 @@ from edgevit_paddle.engine.ema import ModelEMA
 from edgevit_paddle.engine.optim import build_optimizer
 from edgevit_paddle.engine.pretrained import load_pretrained
 from edgevit_paddle.errors import ConfigError, MissingFileError, ModelError, PredictorError, WeightsError
-from edgevit_paddle.weights import with_identity
+from edgevit_paddle.weights import model_identity, with_identity
 
 
 def save_weights(path, net):
-    paddle.save(with_identity(net.state_dict(), net), str(path))
+    paddle.save(with_identity(net.state_dict(), model_identity(net)), str(path))
     return str(path)
 
 
@@ -66,7 +66,7 @@ def test_a_mis_shaped_tensor_is_refused_or_skipped_when_asked(tmp_path):
     state["stages.0.patch_embed.proj.bias"] = paddle.zeros([7])
     state["extra.weight"] = paddle.zeros([2])
     path = str(tmp_path / "odd.pdparams")
-    paddle.save(with_identity(state, src), path)
+    paddle.save(with_identity(state, model_identity(src)), path)
     net = create_model("edgevit_xxs", num_classes=10)
     with pytest.raises(WeightsError) as e:
         load_pretrained(net, path)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import paddle
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_tool
 
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
@@ -92,7 +92,7 @@ def tiny_run(tmp_path, *more):
 
 
 def tool(*args, **kw):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, **kw)
+    return run_tool(*args, **kw)
 
 
 def one_error_line(res):
@@ -244,7 +244,8 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     from edgevit_paddle.engine.run_folder import locked
     run = tiny_run(tmp_path)
     with locked(str(run)):  # as a resume in another process would hold it
-        line = one_error_line(tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2"))
+        line = one_error_line(tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2",
+                                   in_process=False))
         assert f"is in use by process {os.getpid()}" in line
     assert tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2").returncode == 0
 

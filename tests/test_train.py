@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import paddle
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_tool
 
 import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
@@ -169,10 +169,6 @@ def test_sync_batchnorm_and_rank0_only_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "world", lambda: (1, 1))
     train(tiny(tmp_path, "Global.epochs=1"))
     assert os.listdir(tmp_path) == []  # rank 1 writes nothing
-
-
-def run_tool(*args):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_the_training_tool_sets_its_environment_before_paddle_loads(tmp_path):

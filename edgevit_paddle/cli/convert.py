@@ -24,11 +24,12 @@ def main(argv=None):
     from edgevit_paddle import create_model
     from edgevit_paddle.convert import load_original
     from edgevit_paddle.models.edgevit import AUTHORS_VARIANT
-    from edgevit_paddle.weights import with_identity
+    from edgevit_paddle.weights import model_identity, with_identity
 
     model = load_original(create_model(args.model, num_classes=args.num_classes, **AUTHORS_VARIANT), args.src)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    paddle.save(with_identity(model.state_dict(), model), args.out)  # identified: eval/export can check it
+    # identified, so that eval and export can check what it is
+    paddle.save(with_identity(model.state_dict(), model_identity(model)), args.out)
     print(f"wrote {args.out} ({args.model}, norm=ln, ffn=linear, {args.num_classes} classes)")
     return 0
 

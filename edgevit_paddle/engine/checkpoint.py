@@ -21,7 +21,7 @@ import paddle
 
 from ..errors import CheckpointError
 from ..files import atomic_path, write_json_atomic
-from ..weights import IDENTITY_KEY, load_weights
+from ..weights import load_weights, with_identity
 
 #: what ``paddle.load`` raises for a missing, empty, truncated or garbled file (ValueError: "can not parse the file",
 #: "not exists"; EOFError and UnpicklingError from the pickle inside)
@@ -125,8 +125,7 @@ def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[st
     prefix = os.path.join(ckpt_dir, name)
     weights = network.state_dict()
     need = sum(int(v.numel()) * 4 for v in weights.values()) * (1 + 2 * (optimizer is not None) + (ema is not None))
-    if state.get("identity"):
-        weights = {**weights, IDENTITY_KEY: state["identity"]}
+    weights = with_identity(weights, state.get("identity"))
     with disk_errors(ckpt_dir, need):
         os.makedirs(ckpt_dir, exist_ok=True)
         atomic_save(weights, prefix + ".pdparams")
