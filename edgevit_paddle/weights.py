@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any, Collection, Dict, List, Optional, Tuple
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 
+from . import safe_load
 from .errors import MissingFileError, WeightsError
 from .model_cfg import CLASSIFIER, identity_diff
+from .safe_load import SAFETENSORS
 
 #: the key under which a ``.pdparams`` carries its identity
 IDENTITY_KEY = "__identity__"
@@ -29,18 +33,55 @@ def with_identity(state: Dict[str, Any], identity: Optional[Dict[str, Any]]) -> 
     return {**state, IDENTITY_KEY: identity} if identity else dict(state)
 
 
+#: the weights formats read, in the order a bare prefix ``x`` is tried
+WEIGHTS_EXTENSIONS = (".pdparams", SAFETENSORS)
+
+
 def weights_prefix(path: str) -> str:
-    """``x.pdparams`` or ``x`` -> ``x``."""
-    return path[: -len(".pdparams")] if path.endswith(".pdparams") else path
+    """``x.pdparams``, ``x.safetensors`` or ``x`` -> ``x``."""
+    for ext in WEIGHTS_EXTENSIONS:
+        if path.endswith(ext):
+            return path[: -len(ext)]
+    return path
+
+
+def weights_file(path: str) -> str:
+    """The file ``path`` stands for: itself when it names one, else ``path.pdparams``, else ``path.safetensors``; a
+    one-line error when there is none."""
+    if path.endswith(WEIGHTS_EXTENSIONS) and os.path.isfile(path):
+        return path
+    for ext in WEIGHTS_EXTENSIONS:
+        if os.path.isfile(weights_prefix(path) + ext):
+            return weights_prefix(path) + ext
+    raise MissingFileError(f"no weights at '{path}': give a .pdparams or .safetensors file or a checkpoint prefix "
+                           "such as output/<run>/checkpoints/best")
 
 
 def load_weights(path: str) -> Dict[str, Any]:
-    """Weights from ``x.pdparams`` or a checkpoint prefix ``x``, with a one-line error when missing."""
-    file = weights_prefix(path) + ".pdparams"
-    if not os.path.isfile(file):
-        raise MissingFileError(f"no weights at '{file}': give a .pdparams file or a checkpoint prefix such as "
-                               "output/<run>/checkpoints/best")
-    return paddle.load(file)
+    """Weights from a ``.pdparams``/``.safetensors`` file or a checkpoint prefix, read without running anything the
+    file carries (``safe_load``)."""
+    file = weights_file(path)
+    try:
+        return safe_load.load(file)
+    except (ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
+        if isinstance(e, WeightsError):
+            raise
+        raise WeightsError(f"cannot read the weights '{file}' ({type(e).__name__}: {str(e)[:120]}): the file is "
+                           "damaged or not a weights file; give an intact one") from None
+
+
+def save_weights(state: Dict[str, Any], path: str, identity: Optional[Dict[str, Any]] = None) -> None:
+    """Write ``state`` (a ``state_dict``) with its ``identity`` to ``path``: ``.safetensors`` (pickle-free, what to
+    share) or ``.pdparams`` (Paddle's format), whole or not at all."""
+    from .files import atomic_path
+    with atomic_path(path) as tmp:
+        if path.endswith(SAFETENSORS):
+            from safetensors.numpy import save_file
+            arrays = {k: np.ascontiguousarray(v.numpy() if hasattr(v, "numpy") else np.asarray(v))
+                      for k, v in state.items() if k != IDENTITY_KEY}
+            save_file(arrays, tmp, metadata={IDENTITY_KEY: json.dumps(identity)} if identity else None)
+        else:
+            paddle.save(with_identity(state, identity), tmp)
 
 
 def identity_in(meta: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -64,6 +105,11 @@ def saved_identity(path: str, state: Optional[Dict[str, Any]] = None) -> Optiona
         if found:
             return found
     inside = (state or {}).get(IDENTITY_KEY)
+    if isinstance(inside, str):  # a .safetensors file's metadata holds it as JSON
+        try:
+            inside = json.loads(inside)
+        except ValueError:
+            return None
     return inside if isinstance(inside, dict) else None
 
 

@@ -339,7 +339,7 @@ def test_ctrl_c_reaches_a_run_started_in_the_background_of_a_script(tmp_path):
 
 
 def test_a_bug_when_reading_checkpoints_or_building_kernels_keeps_its_traceback(tmp_path, monkeypatch):
-    """A damaged checkpoint falls back to an intact one, but a TypeError in paddle.load's caller is not taken for a
+    """A damaged checkpoint falls back to an intact one, but a TypeError in the weights reader is not taken for a
     damaged file; a bug in the kernel build is not taken for a missing compiler."""
     from edgevit_paddle import kernels
     from edgevit_paddle.engine import checkpoint as ckpt
@@ -353,7 +353,7 @@ def test_a_bug_when_reading_checkpoints_or_building_kernels_keeps_its_traceback(
         raise TypeError("planted bug")
 
     with monkeypatch.context() as m:
-        m.setattr(ckpt.paddle, "load", planted)
+        m.setattr(ckpt.safe_load, "load", planted)
         with pytest.raises(TypeError, match="planted bug"):
             saver.resume_point()
     monkeypatch.setattr(kernels, "_state", {"ready": None, "reason": "", "threads": None})

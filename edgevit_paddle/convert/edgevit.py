@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from typing import Any, Dict, Mapping, Union
 
 import numpy as np
@@ -52,8 +53,12 @@ def read_state_dict(src: Union[str, os.PathLike, Mapping]) -> Dict[str, np.ndarr
         if not os.path.isfile(path):
             raise MissingFileError(f"no weights file at '{path}': give a .pth/.pt or .npz of the authors' state_dict")
         if path.endswith(".npz"):
-            with np.load(path) as data:
-                items = {k: data[k] for k in data.files}
+            try:
+                with np.load(path, allow_pickle=False) as data:  # an object array would need a pickle: refused
+                    items = {k: data[k] for k in data.files}
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise WeightsError(f"cannot read '{path}' as an .npz of arrays ({str(e).splitlines()[0][:120]}): "
+                                   "save the state_dict as plain numpy arrays (np.savez)") from None
         elif path.endswith((".pth", ".pt", ".bin")):
             try:
                 import torch

@@ -19,12 +19,13 @@ from typing import Any, Dict, Optional
 
 import paddle
 
-from ..errors import CheckpointError
+from .. import safe_load
+from ..errors import CheckpointError, WeightsError
 from ..files import atomic_path, write_json_atomic
 from ..weights import load_weights, with_identity
 
-#: what ``paddle.load`` raises for a missing, empty, truncated or garbled file (ValueError: "can not parse the file",
-#: "not exists"; EOFError and UnpicklingError from the pickle inside)
+#: what reading a missing, empty, truncated or garbled file raises (``safe_load.load``, as ``paddle.load``: ValueError
+#: "can not parse the file", "not exists"; EOFError and UnpicklingError from the pickle inside)
 DAMAGED_FILE_ERRORS = (ValueError, EOFError, OSError, pickle.UnpicklingError)
 
 
@@ -113,9 +114,9 @@ def load_checkpoint(prefix: str, network, optimizer=None, weights_only: bool = F
                                   "resume with --weights-only to restart them from the config")
     network.set_state_dict(load_weights(prefix))
     if optimizer is not None and not weights_only:
-        load_optimizer_state(network, optimizer, paddle.load(prefix + ".pdopt"))
+        load_optimizer_state(network, optimizer, safe_load.load(prefix + ".pdopt"))
     if ema is not None:
-        ema.set_state_dict(network.state_dict() if weights_only else paddle.load(prefix + ".pdema"))
+        ema.set_state_dict(network.state_dict() if weights_only else safe_load.load(prefix + ".pdema"))
 
 
 def save_checkpoint(ckpt_dir: str, name: str, network, optimizer, state: Dict[str, Any], ema=None) -> str:
@@ -147,13 +148,25 @@ def read_json(path: str) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+#: a checkpoint's files that hold arrays: the weights (always there), and the optimizer state and EMA weights when
+#: the run keeps them (one that is missing is refused by ``load_checkpoint``, with the way out)
+ARRAY_PARTS = (".pdparams", ".pdopt", ".pdema")
+
+
 def intact_checkpoint(ckpt_dir: str, name: str) -> Optional[Dict[str, Any]]:
-    """The state of checkpoint ``name`` when its JSON reads and its weights load; else None."""
+    """The state of checkpoint ``name`` when its JSON reads and each of its array files loads; else None. A file that
+    would run code is refused (``WeightsError``), not taken for damage."""
     meta = read_json(os.path.join(ckpt_dir, name + ".json"))
     if meta is None or "epochs_done" not in meta:
         return None
-    try:
-        paddle.load(os.path.join(ckpt_dir, name + ".pdparams"))
-    except DAMAGED_FILE_ERRORS:  # missing, empty or truncated; a bug in the caller keeps its traceback
-        return None
+    for ext in ARRAY_PARTS:
+        path = os.path.join(ckpt_dir, name + ext)
+        if ext != ".pdparams" and not os.path.exists(path):
+            continue
+        try:
+            safe_load.load(path, return_numpy=True)
+        except WeightsError:
+            raise
+        except DAMAGED_FILE_ERRORS:  # missing, empty, truncated or garbled; a bug in the caller keeps its traceback
+            return None
     return {**meta, "checkpoint": name}
