@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -21,7 +22,7 @@ from .registry import model_entrypoint
 
 @dataclass(frozen=True)
 class Field:
-    """One config key: accepted types, default, optional choices and lower bound."""
+    """One config key: accepted types, default, optional choices and bounds."""
 
     types: Tuple[type, ...]
     default: Any = None
@@ -29,12 +30,14 @@ class Field:
     minimum: Optional[float] = None
     required: bool = False
     nullable: bool = False
+    maximum: Optional[float] = None
 
 
-def setting(types, default=None, choices=None, minimum=None, required=False, nullable=None) -> Field:
+def setting(types, default=None, choices=None, minimum=None, required=False, nullable=None, maximum=None) -> Field:
     """A config setting of ``types`` (one or a tuple); ``nullable`` defaults to whether the default is None."""
     types = types if isinstance(types, tuple) else (types,)
-    return Field(types, default, choices, minimum, required, default is None if nullable is None else nullable)
+    return Field(types, default, choices, minimum, required, default is None if nullable is None else nullable,
+                 maximum)
 
 
 _SPLIT = {
@@ -51,7 +54,7 @@ SCHEMA: Dict[str, Any] = {
         "run_name": setting(str, None),
         "device": setting(str, "cpu", choices=("cpu", "gpu")),
         "cpu_threads": setting(int, None, minimum=1),  # per process; default: the cores shared out among the processes
-        "seed": setting(int, 42),
+        "seed": setting(int, 42, minimum=0, maximum=2**31 - 1),  # NumPy's and Paddle's seeds both take it
         "epochs": setting(int, 10, minimum=1),
         "log_freq": setting(int, 10, minimum=1),
         "save_freq": setting(int, 1, minimum=1),
@@ -134,6 +137,40 @@ def _closest(word: str, options) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that also refuses what a config never needs and an attacker would use: aliases (``*name``:
+    a 1.6 KB file of them expands to gigabytes) and a key given twice (the second would win silently)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, f"YAML aliases (*{event.anchor}) are not accepted in configs: write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' is given twice in one mapping: keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str) -> Any:
+    """YAML text as Python values, through ``_ConfigLoader`` (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_value(field: Field, value: Any, where: str, src: str) -> Any:
     if value is None:
         if field.required:
@@ -151,12 +188,16 @@ def _check_value(field: Field, value: Any, where: str, src: str) -> Any:
     ok = isinstance(value, field.types) and not (isinstance(value, bool) and bool not in field.types)
     if not ok:
         names = " or ".join(t.__name__ for t in field.types)
-        raise ConfigError(f"{src}: '{where}' must be {names}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{src}: '{where}' must be {names}, got {type(value).__name__} {_short(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{src}: '{where}' is {value}: give a finite number")
     if field.choices is not None and value not in field.choices:
-        raise ConfigError(f"{src}: '{where}' is {value!r}{_closest(str(value), map(str, field.choices))}; "
+        raise ConfigError(f"{src}: '{where}' is {_short(value)}{_closest(str(value), map(str, field.choices))}; "
                           f"valid: {', '.join(map(str, field.choices))}")
     if field.minimum is not None and value < field.minimum:
         raise ConfigError(f"{src}: '{where}' must be >= {field.minimum}, got {value}")
+    if field.maximum is not None and value > field.maximum:
+        raise ConfigError(f"{src}: '{where}' must be <= {field.maximum}, got {value}")
     return value
 
 
@@ -195,7 +236,9 @@ def _parse_override(text: str) -> Tuple[List[str], Any]:
         raise ConfigError(f"override '{text}' must look like Section.key=value, e.g. -o Optimizer.lr=0.0005")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = read_yaml(raw) if raw.strip() else None
+    except yaml.constructor.ConstructorError as e:  # an alias: refused, not taken for a string
+        raise ConfigError(f"override '{_short(text)}': {e.problem}") from None
     except yaml.YAMLError:
         value = raw
     return [p for p in key.strip().split(".") if p], value
@@ -273,13 +316,20 @@ def load_config(path: Optional[str], overrides: Sequence[str] = ()) -> Dict[str,
     if path:
         if not os.path.isfile(path):
             raise ConfigError(f"config file '{path}' not found: give a path such as configs/quickstart.yaml")
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                where = f" at line {mark.line + 1}" if mark else ""
-                raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = read_yaml(f.read())
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}): save the config as UTF-8") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config is a mapping of sections (Global:, Model:, Data:, ...), but this "
+                              f"file holds a {type(data).__name__}; see configs/quickstart.yaml")
     cfg = validate(apply_overrides(data, overrides), src)
     cfg["__source__"] = path
     return cfg

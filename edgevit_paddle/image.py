@@ -7,6 +7,7 @@ training's eval pipeline and a deployed predictor see the same pixels. It import
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional
 
 import cv2
@@ -37,23 +38,48 @@ _TAIL = 4096
 
 
 def file_problem(path: str) -> Optional[str]:
-    """Why ``path`` is not a whole image file, before decoding it: missing, empty, or a JPEG/PNG cut short (OpenCV
-    decodes a truncated JPEG with grey filling the missing part and only a warning); None when nothing is wrong."""
+    """Why ``path`` is not a whole image file, before decoding it: missing, empty, unreadable, a JPEG/PNG cut short
+    (OpenCV decodes a truncated JPEG with grey filling the missing part and only a warning), or more than
+    ``MAX_PIXELS`` pixels (read from its header: a small file can decode to gigabytes); None when nothing is wrong."""
     if not os.path.exists(path):
         return "not found"
     if not os.path.isfile(path):
         return "not a file"
-    size = os.path.getsize(path)
-    if size == 0:
-        return "empty file"
-    with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(max(0, size - _TAIL))
-        tail = f.read()
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "empty file"
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
     if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
         return "truncated JPEG (the file ends before the image does)"
     if head.startswith(b"\x89PNG") and b"IEND" not in tail:
         return "truncated PNG (the file ends before the image does)"
+    return _too_many_pixels(path)
+
+
+#: the most pixels an image may have (PIL's decompression-bomb limit: 89.5 million, ~0.25 GB as RGB)
+MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def _too_many_pixels(path: str) -> Optional[str]:
+    """Its size from the header alone (PIL reads no pixel to answer) when over ``MAX_PIXELS``; formats PIL does not
+    know are left to OpenCV."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"more than {MAX_PIXELS:,} pixels (a decompression bomb?); not decoded"
+    except (OSError, ValueError, SyntaxError):  # PIL cannot read the header: OpenCV decides
+        return None
+    if w * h > MAX_PIXELS:
+        return f"{w}x{h} is more than {MAX_PIXELS:,} pixels; not decoded"
     return None
 
 

@@ -1,6 +1,7 @@
 """Config loading: schema check, overrides, defaults, every shipped config valid."""
 import glob
 import os
+import re
 
 import pytest
 import yaml
@@ -112,3 +113,35 @@ def test_a_bug_in_our_own_transform_keeps_its_traceback(monkeypatch):
     monkeypatch.setitem(transforms.EXTRA, "RandAugment", Buggy)
     with pytest.raises(TypeError, match="planted bug"):
         transforms.build_transforms([{"RandAugment": {}}], 3)
+
+
+def test_configs_that_would_hang_or_mislead_are_refused_at_load(tmp_path):
+    """An alias bomb, a key given twice, a list, another encoding, NaN/inf and an out-of-range seed: one line each,
+    at once (a 1.6 KB alias bomb used to run for minutes and gigabytes)."""
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [f"{n}: &{n} [{', '.join(['*' + p] * 9)}]"
+                                                     for p, n in zip("abcdef", "bcdefg")]
+    cases = {
+        "bomb.yaml": ("\n".join(levels) + "\nGlobal: {seed: *g}\n", "YAML aliases (*a) are not accepted"),
+        "twice.yaml": ("Model: {name: edgevit_xxs}\nModel: {name: vit_mnist}\n", "the key 'Model' is given twice"),
+        "list.yaml": ("- Model\n- Data\n", "a config is a mapping of sections"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(message)) as e:
+            load_config(str(tmp_path / name))
+        assert "\n" not in str(e.value) and len(str(e.value)) < 300
+    (tmp_path / "latin1.yaml").write_bytes("Model: {name: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(str(tmp_path / "latin1.yaml"))
+    for override, message in [("Optimizer.lr=.nan", "'Optimizer.lr' is nan: give a finite number"),
+                              ("Optimizer.Scheduler.warmup_start_lr=.inf", "warmup_start_lr' is inf"),
+                              ("Optimizer.Scheduler.min_lr=-.inf", "'Optimizer.Scheduler.min_lr' is -inf"),
+                              ("Global.seed=-1", "'Global.seed' must be >= 0"),
+                              ("Global.seed=99999999999", "'Global.seed' must be <= 2147483647"),
+                              ("Global.seed=*x", "YAML aliases")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(None, ["Model.name=edgevit_xxs", override])
+    big = "[" + ", ".join(["1"] * 5000) + "]"
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["Model.name=edgevit_xxs", f"Global.seed={big}"])
+    assert len(str(e.value)) < 300  # the value is not spelled out in full

@@ -10,7 +10,8 @@ import time
 import numpy as np
 import paddle
 import pytest
-from conftest import ROOT, run_tool
+import yaml
+from conftest import ROOT, flowers_jpegs, run_tool
 
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
@@ -369,3 +370,57 @@ def test_a_bug_when_reading_checkpoints_or_building_kernels_keeps_its_traceback(
     monkeypatch.setattr(kernels.build, "compile_into", no_compiler)
     with pytest.warns(UserWarning, match="using Paddle's ops: no compiler found"):
         assert kernels.available() is False
+
+
+def test_run_names_output_folders_topk_and_batch_sizes_are_checked_before_anything_is_written(tmp_path):
+    out = tmp_path / "out"
+    for name in ("../escape", "/abs/olute", ".."):
+        line = one_error_line(tool("tools/train.py", "-o", f"Global.output_dir={out}", "-o", f"Global.run_name={name}"))
+        assert "must be a folder name, not a path" in line
+    (tmp_path / "afile").write_text("x")
+    line = one_error_line(tool("tools/train.py", "-o", f"Global.output_dir={tmp_path / 'afile'}"))
+    assert "is a file: give a folder" in line
+    line = one_error_line(tool("tools/train.py", "-o", f"Global.output_dir={out}", "-o", "Data.Train.batch_size=5000"))
+    assert "larger than the training set" in line
+    assert not out.exists() and not (tmp_path.parent / "escape").exists()  # no run folder was made, anywhere
+    # the run's folder name taken by a file: the next free name, as for an occupied folder
+    run = tiny_run(tmp_path / "busy")
+    (tmp_path / "busy" / "t-2").write_text("not a folder")
+    again = tiny_run(tmp_path / "busy")
+    assert again.name == "t" and (tmp_path / "busy" / "t-3" / "metrics.json").exists() and run.exists()
+    model = tmp_path / "exp"
+    from edgevit_paddle.export import export_from_config
+    export_from_config(load_config(str(run / "config.yaml")), weights=str(run / "checkpoints" / "best"),
+                       out_dir=str(model), formats="paddle")
+    photo = flowers_jpegs(tmp_path / "photo", ids=(1,))[0]
+    assert "--topk 0: ask for at least 1" in one_error_line(tool("tools/infer.py", "--model-dir", str(model), photo,
+                                                                         "--topk", "0"))
+
+
+def test_resume_auto_goes_on_with_the_runs_own_config(tmp_path):
+    out = tmp_path / "out"
+    cfg = str(tmp_path / "small.yaml")
+    with open(cfg, "w") as f:
+        yaml.safe_dump({"Model": {"name": "edgevit_xxs"}, "Global": {"output_dir": str(out), "epochs": 1,
+                                                                      "run_name": "quickstart"},
+                        "Data": load_config(None, ["Model.name=edgevit_xxs", *TINY])["Data"]}, f)
+    assert tool("tools/train.py", "-c", cfg).returncode == 0
+    before = (out / "quickstart" / "config.yaml").read_text()
+    res = tool("tools/train.py", "--resume", "auto", "-o", f"Global.output_dir={out}", "-o", "Global.epochs=2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    after = yaml.safe_load((out / "quickstart" / "config.yaml").read_text())
+    assert after["Data"] == yaml.safe_load(before)["Data"] and after["Global"]["epochs"] == 2  # not the quickstart's
+    assert json.loads((out / "quickstart" / "metrics.json").read_text())["epochs_done"] == 2
+
+
+def test_a_decompression_bomb_is_not_decoded(tmp_path):
+    from PIL import Image
+
+    from edgevit_paddle.image import MAX_PIXELS, file_problem
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20000, 20000)).save(bomb, optimize=True)  # 400 million pixels in about 0.4 MB
+    assert bomb.stat().st_size < 1_000_000 and 20000 * 20000 > MAX_PIXELS
+    assert "pixels" in file_problem(str(bomb)) and "not decoded" in file_problem(str(bomb))
+    assert file_problem(flowers_jpegs(tmp_path / "ok", ids=(1,))[0]) is None
+    from edgevit_paddle.data.labeled import read_whole_image
+    assert read_whole_image(str(bomb)) is None  # training: replaced by the next readable image and reported

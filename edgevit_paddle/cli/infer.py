@@ -54,6 +54,8 @@ def main(argv=None):
         assert len(trt) == 3 and 1 <= trt[0] <= trt[1] <= trt[2]
     except (ValueError, AssertionError):
         raise UserError(f"--trt-batch '{args.trt_batch}' must be three batch sizes min<=opt<=max, e.g. 1,4,8") from None
+    if args.topk < 1:
+        raise UserError(f"--topk {args.topk}: ask for at least 1 class per image, e.g. --topk 5")
     paths = expand_inputs(args.inputs)
     if not paths:
         raise UserError(f"no images found in {' '.join(args.inputs)}")

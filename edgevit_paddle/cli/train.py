@@ -37,6 +37,8 @@ def main(argv=None):
         raise UserError(f"the default config {DEFAULT_CONFIG} is not here (the package was not installed from a "
                         "checkout): give one with -c CONFIG")
     resume = resolve_resume(args.resume, config, overrides)
+    if args.resume == "auto" and not args.config:  # the run found goes on with its own config, not the default one
+        config = None
     cfg = load_run_config(config, overrides, resume)
     try:
         train(cfg, resume=resume, weights_only=args.weights_only)

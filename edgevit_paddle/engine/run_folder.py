@@ -11,7 +11,7 @@ import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from ..config import dump_config, load_config
-from ..errors import MissingFileError, TrainingError
+from ..errors import ConfigError, MissingFileError, TrainingError
 from ..files import Busy, exclusive, write_text_atomic
 from .checkpoint_saver import LATEST, read_latest
 
@@ -29,9 +29,14 @@ def new_run_dir(cfg: Dict[str, Any]) -> str:
     overwritten)."""
     g = cfg["Global"]
     name = g["run_name"] or default_run_name(cfg)
+    if os.path.isabs(name) or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
+        raise ConfigError(f"Global.run_name '{name}' must be a folder name, not a path (it goes inside "
+                          "Global.output_dir): set Global.output_dir for where runs go")
+    if os.path.exists(g["output_dir"]) and not os.path.isdir(g["output_dir"]):
+        raise ConfigError(f"Global.output_dir '{g['output_dir']}' is a file: give a folder")
     path = os.path.join(g["output_dir"], name)
     n = 1
-    while os.path.exists(path) and os.listdir(path):
+    while os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         n += 1
         path = os.path.join(g["output_dir"], f"{name}-{n}")
     return path

@@ -101,6 +101,10 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     seed_everything(g["seed"] + rank)
 
     data = _open_data(cfg)
+    batch = cfg["Data"]["Train"]["batch_size"]
+    if len(data.train) < batch * world_size:  # before the run folder is made: nothing is left behind
+        raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(data.train)} "
+                          f"images{f' over {world_size} processes' if world_size > 1 else ''}): lower it")
     net = build_model_from_config(cfg, data.num_classes)
     pretrained = None
     if g["pretrained_model"] and not resume:  # a resume continues from its own checkpoint

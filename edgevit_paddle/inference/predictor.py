@@ -140,6 +140,8 @@ class Predictor:
     def predict_paths(self, paths: Sequence[str], topk: int = 5) -> Iterator[Dict[str, Any]]:
         """For each path, in order: ``{"path", "topk": [{"class_id", "label", "score"}...]}``, or
         ``{"path", "error"}`` for a file that cannot be read or classified."""
+        if int(topk) < 1:
+            raise PredictorError(f"topk {topk}: ask for at least 1 class per image")
         bs = self.options.batch_size
         pending: List[Tuple[str, np.ndarray]] = []
         for path in paths:
