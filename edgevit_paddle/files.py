@@ -74,3 +74,67 @@ def exclusive(path: str, wait: bool = True) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+#: what marks a folder being written beside its target (``.<name>.staging-<pid>``)
+STAGING_MARK = ".staging-"
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    import ctypes
+    import errno
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a filesystem without it
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str) -> Iterator[str]:
+    """A fresh folder beside ``folder`` to write into; when the block succeeds it replaces ``folder`` in one step
+    (its old contents are removed after), when it fails it is removed and ``folder`` is as it was. A kill at any
+    moment leaves ``folder`` old and whole or new and whole (a kill's leftover staging folder is swept by the next
+    call). Where the system cannot swap two folders in one step, the old one is moved aside first: a kill in that
+    instant leaves it whole as ``.<name>.staging-<pid>`` beside an absent ``folder``."""
+    import shutil
+    folder = os.path.abspath(folder)
+    parent, name = os.path.dirname(folder), os.path.basename(folder)
+    os.makedirs(parent, exist_ok=True)
+    prefix = f".{name}{STAGING_MARK}"
+    for entry in os.listdir(parent):  # what killed writers left
+        if entry.startswith(prefix) and entry[len(prefix):].isdigit() and not _alive(int(entry[len(prefix):])):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    stage = os.path.join(parent, f"{prefix}{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    os.makedirs(stage)
+    try:
+        yield stage
+        if not os.path.isdir(folder):
+            os.rename(stage, folder)
+            return
+        if not _exchange(stage, folder):
+            os.rename(folder, stage + ".old")
+            os.rename(stage, folder)
+            os.rename(stage + ".old", stage)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)  # now the old contents

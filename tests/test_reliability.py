@@ -424,3 +424,69 @@ def test_a_decompression_bomb_is_not_decoded(tmp_path):
     assert file_problem(flowers_jpegs(tmp_path / "ok", ids=(1,))[0]) is None
     from edgevit_paddle.data.labeled import read_whole_image
     assert read_whole_image(str(bomb)) is None  # training: replaced by the next readable image and reported
+
+
+def _kill_battery():
+    import importlib.util
+    path = os.path.join(ROOT, "docs", "results", "reliability", "kill_during_export.py")
+    spec = importlib.util.spec_from_file_location("kill_during_export", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_export_replaces_the_folder_whole_or_not_at_all(tmp_path, monkeypatch):
+    from edgevit_paddle.errors import ExportError
+    from edgevit_paddle.export import export_from_config, exporter
+    battery = _kill_battery()
+    config, a, b = battery.two_checkpoints(str(tmp_path / "runs"))
+    folder = tmp_path / "export"
+    export_from_config(load_config(config), weights=a, out_dir=str(folder))
+    before = {f: (folder / f).read_bytes() for f in os.listdir(folder)}
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):  # every new file is written, the ONNX check is running: the worst moment
+        raise Killed()
+
+    monkeypatch.setattr(exporter, "_check_onnx", killed)
+    with pytest.raises(Killed):
+        export_from_config(load_config(config), weights=b, out_dir=str(folder))
+    assert {f: (folder / f).read_bytes() for f in os.listdir(folder)} == before  # A, whole
+    assert [f for f in os.listdir(tmp_path) if ".staging-" in f] == []
+    monkeypatch.undo()
+    assert battery.check_folder(str(folder), config)["weights"] == "epoch_1"
+    # two kills -9 of tools/export.py at random moments: one consistent export every time
+    for row in battery.battery(str(tmp_path), kills=2, low=2.0, high=6.0, seed=1, prepared=(config, a, b, str(folder))):
+        assert row["weights"] in ("epoch_1", "epoch_2") and row["beside"] == [] or \
+            all(".staging-" in f for f in row["beside"]), row
+    # a folder holding other files is not replaced; a file is not a folder
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="holds files that are not an export .notes.txt."):
+        export_from_config(load_config(config), weights=b, out_dir=str(tmp_path / "mine"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ExportError, match="is a file: give a folder"):
+        export_from_config(load_config(config), weights=b, out_dir=str(tmp_path / "afile"))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_keeps_the_earlier_export(tmp_path, monkeypatch):
+    import errno
+
+    from edgevit_paddle import create_model
+    from edgevit_paddle.errors import ExportError
+    from edgevit_paddle.export import exporter
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "inference.yml").write_text("an earlier export\n")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(exporter, "save_paddle", full)
+    with pytest.raises(ExportError, match="no space left.*an earlier export there is intact"):
+        exporter.export_model(create_model("vit_mnist"), str(folder), (1, 28, 28), {})
+    assert os.listdir(folder) == ["inference.yml"] and (folder / "inference.yml").read_text() == "an earlier export\n"
+    assert [f for f in os.listdir(tmp_path) if ".staging-" in f] == []

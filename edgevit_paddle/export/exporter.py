@@ -8,6 +8,7 @@ calibration); ``export_registered`` for a registry name with random weights.
 """
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -18,6 +19,7 @@ import paddle.nn as nn
 from ..builder import build_model_from_config
 from ..data import build_dataset, class_names, eval_transforms
 from ..errors import ExportError
+from ..files import staged_folder
 from ..labels import read_labels
 from ..registry import create_model
 from . import preprocess
@@ -42,6 +44,10 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
                  calibration: Optional[Sequence[np.ndarray]] = None) -> Dict[str, Any]:
     """Export ``net`` into ``out_dir`` and check every file written against it.
 
+    The folder is written whole or not at all: everything is written and checked in a staging folder beside it,
+    which then replaces ``out_dir`` in one step (``files.staged_folder``), so a kill, a full disk or a failed check
+    leaves an earlier export there as it was, never a mix of two.
+
     Args:
         net: the dygraph model with its weights.
         out_dir: the model folder.
@@ -58,6 +64,41 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
     """
     if formats not in FORMATS:
         raise ExportError(f"unknown format '{formats}': use {', '.join(FORMATS)}")
+    _check_out_dir(out_dir)
+    try:
+        with staged_folder(out_dir) as stage:
+            result = _export_into(stage, net, input_size, meta, fold, formats, check, sample, calibration)
+    except OSError as e:
+        problem = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only",
+                   errno.EACCES: "permission denied", errno.EPERM: "not permitted"}.get(e.errno)
+        if problem is None:
+            raise
+        raise ExportError(f"cannot write the export beside '{out_dir}' ({problem}): free space or choose another "
+                          "--out; an earlier export there is intact") from None
+    files = {k: os.path.join(os.path.abspath(out_dir), os.path.basename(v)) for k, v in result["files"].items()}
+    return {**result, "files": files, "out_dir": out_dir}
+
+
+#: what an export folder holds (anything else in a folder exported into is the user's, and is not replaced)
+EXPORT_FILES = ("inference.", "inference_int8.", ".cache")
+
+
+def _check_out_dir(out_dir: str) -> None:
+    """Refuse a target that is a file, or a folder holding files an export does not write (the export replaces the
+    whole folder)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ExportError(f"--out '{out_dir}' is a file: give a folder")
+    if os.path.isdir(out_dir):
+        foreign = sorted(f for f in os.listdir(out_dir) if not f.startswith(EXPORT_FILES))
+        if foreign:
+            raise ExportError(f"'{out_dir}' holds files that are not an export ({', '.join(foreign[:5])}): an export "
+                              "replaces the whole folder, so give an empty folder or an earlier export")
+
+
+def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: Dict[str, Any], fold: bool,
+                 formats: str, check: bool, sample: Optional[np.ndarray],
+                 calibration: Optional[Sequence[np.ndarray]]) -> Dict[str, Any]:
+    """Write and check every file in ``out_dir`` (a staging folder: nothing is visible until all checks pass)."""
     net.eval()
     c, h, w = (int(v) for v in input_size)
     cfg = net.default_cfg
