@@ -142,6 +142,13 @@ def run_custom_op(name: str, *args):
     return _C_ops._run_custom_op(name, *args)
 
 
+def abort_loader_iterator(iterator) -> None:
+    """Wake whoever waits on a ``paddle.io.DataLoader`` iterator's queue with an error (Paddle 3.3's loader thread
+    dies without doing so when the dataset raises, and the training step then waits forever, deaf to signals)."""
+    if hasattr(iterator, "_exit_thread_unexpectedly"):
+        iterator._exit_thread_unexpectedly()
+
+
 def shutdown_loader_iterator(iterator) -> None:
     """Stop a ``paddle.io.DataLoader`` iterator's worker processes and threads now (not when it is collected)."""
     if hasattr(iterator, "_try_shutdown_all"):

@@ -490,3 +490,26 @@ def test_an_export_onto_a_full_disk_is_one_line_and_keeps_the_earlier_export(tmp
         exporter.export_model(create_model("vit_mnist"), str(folder), (1, 28, 28), {})
     assert os.listdir(folder) == ["inference.yml"] and (folder / "inference.yml").read_text() == "an earlier export\n"
     assert [f for f in os.listdir(tmp_path) if ".staging-" in f] == []
+
+
+@pytest.mark.parametrize("unreadable", ["train", "val"])
+def test_a_split_whose_images_all_fail_ends_the_run_in_one_line(tmp_path, unreadable):
+    """With no loader workers, Paddle's loader thread dies without waking the training step, which then waited
+    forever, deaf to Ctrl-C and SIGTERM: the run now ends at once with one line."""
+    import cv2
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(3):
+                path = tmp_path / split / cls / f"{i}.png"
+                if split == unreadable:
+                    path.write_bytes(b"not an image")
+                else:
+                    cv2.imwrite(str(path), np.full((40, 40, 3), 60 * i, np.uint8))
+    steps = "[{Resize: {size: [32, 32]}}, {ToTensor: {}}]"
+    args = ["-o", "Model.name=edgevit_xxs", "-o", "Data.dataset=imagefolder", "-o", f"Data.root={tmp_path}",
+            "-o", "Data.image_size=32", "-o", "Data.Train.batch_size=2", "-o", "Data.Eval.batch_size=2",
+            "-o", f"Global.output_dir={tmp_path / 'out'}", "-o", "Global.epochs=1", "-o", "Global.verbose=0",
+            "-o", f"Data.Train.transforms={steps}", "-o", f"Data.Eval.transforms={steps}"]
+    res = tool("tools/train.py", *args, in_process=False, timeout=300)
+    assert f"no image of image folder {tmp_path} '{unreadable}'" in one_error_line(res)

@@ -23,7 +23,7 @@ import paddle
 from ..data.mixup import Mixup
 from ..data.samplers import RepeatedAugSampler
 from ..data.seeding import sample_seed
-from ..paddle_compat import shutdown_loader_iterator
+from ..paddle_compat import abort_loader_iterator, shutdown_loader_iterator
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -38,6 +38,11 @@ class _Loader(paddle.io.DataLoader):
     def __iter__(self):
         self._live = super().__iter__()
         return self._live
+
+    def abort(self) -> None:
+        """Stop the live iterator with an error: the step waiting on it raises instead of hanging."""
+        if getattr(self, "_live", None) is not None:
+            abort_loader_iterator(self._live)
 
     def shutdown(self) -> None:
         it, self._live = getattr(self, "_live", None), None

@@ -179,7 +179,7 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
     loop = EpochLoop(model, optimizer, train_batches, eval_loader, state, saver, monitor, progress, callbacks,
                      seed=g["seed"] + rank, eval_freq=g["eval_freq"], ema=ema, verbose=g["verbose"])
     loader_errors, previous_hook = [], threading.excepthook
-    threading.excepthook = _catch_data_errors(loader_errors, previous_hook)
+    threading.excepthook = _catch_data_errors(loader_errors, previous_hook, [train_batches.loader, eval_loader])
     try:
         loop.run(state.epochs_done + 1, total_epochs, run_dir if write else None)
     except KeyboardInterrupt:
@@ -208,15 +208,19 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
     return metrics
 
 
-def _catch_data_errors(store: list, previous):
-    """A ``threading.excepthook`` that keeps a data error from a DataLoader thread as one ``DataError`` (the worker's
-    traceback reduced to its last line) instead of printing the traceback."""
+def _catch_data_errors(store: list, previous, loaders):
+    """A ``threading.excepthook`` for a DataLoader thread that fails: ``loaders`` are stopped with an error (Paddle
+    leaves the training step waiting forever on the dead thread's queue, deaf to Ctrl-C), and a data error is kept as
+    one ``DataError`` (the worker's traceback reduced to its last line) instead of printing the traceback; anything
+    else keeps its traceback."""
     def hook(args):
         if isinstance(args.exc_value, DataError):
             last = str(args.exc_value).strip().splitlines()[-1]
             store.append(DataError(last.split("DataError: ", 1)[-1]))
         else:
             previous(args)
+        for loader in loaders:
+            loader.abort()
     return hook
 
 
