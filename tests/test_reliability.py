@@ -513,3 +513,69 @@ def test_a_split_whose_images_all_fail_ends_the_run_in_one_line(tmp_path, unread
             "-o", f"Data.Train.transforms={steps}", "-o", f"Data.Eval.transforms={steps}"]
     res = tool("tools/train.py", *args, in_process=False, timeout=300)
     assert f"no image of image folder {tmp_path} '{unreadable}'" in one_error_line(res)
+
+
+def test_files_edited_into_the_wrong_types_are_one_line_or_treated_as_damaged(tmp_path):
+    run = tiny_run(tmp_path, "Global.epochs=2", "Global.keep_checkpoints=3")
+    latest = run / "checkpoints" / "latest.json"
+    data = json.loads(latest.read_text())
+    latest.write_text(json.dumps({**data, "epochs_done": "two"}))  # a field of the wrong type
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=3")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "latest.json is damaged or empty: resuming from 'epoch_2'" in res.stderr.replace("\n", " ")
+    from edgevit_paddle.export import export_from_config
+    folder = tmp_path / "exp"
+    export_from_config(load_config(str(run / "config.yaml")), weights=str(run / "checkpoints" / "best"),
+                       out_dir=str(folder), formats="paddle")
+    sidecar = yaml.safe_load((folder / "inference.yml").read_text())
+    photo = flowers_jpegs(tmp_path / "photo", ids=(1,))[0]
+    for key, value in (("input_size", "abc"), ("input_size", [3, 0, 32]), ("class_names", "x")):
+        (folder / "inference.yml").write_text(yaml.safe_dump({**sidecar, key: value}))
+        line = one_error_line(tool("tools/infer.py", "--model-dir", str(folder), photo))
+        assert f"inference.yml': {key} must be" in line and "re-export" in line, line
+
+
+def test_damaged_or_hostile_dataset_files_are_one_line(tmp_path):
+    import io
+    import shutil
+    import tarfile
+
+    from conftest import DATA
+    from edgevit_paddle.errors import DataError
+
+    def flowers_root(name, archive=None, setid=None):
+        root = tmp_path / name
+        root.mkdir()
+        shutil.copy(os.path.join(DATA, "flowers102", "imagelabels.mat"), root)
+        if setid is None:
+            shutil.copy(os.path.join(DATA, "flowers102", "setid.mat"), root)
+        else:
+            (root / "setid.mat").write_bytes(setid)
+        with tarfile.open(root / "102flowers.tgz", "w:gz") as tar:
+            for member, data in (archive or {"jpg/image_00001.jpg": b"x"}).items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return root
+
+    def load(dataset, root):
+        return build_dataset(load_config(None, ["Model.name=edgevit_xxs", f"Data.dataset={dataset}",
+                                                f"Data.root={root}"])["Data"], "Train")
+
+    cases = [("flowers102", flowers_root("setid", setid=b"MATLAB 5.0 garbage" * 10), "setid.mat"),
+             ("flowers102", flowers_root("escape", archive={"../escape.txt": b"x"}), "outside its folder")]
+    cut = flowers_root("cut")
+    data = (cut / "102flowers.tgz").read_bytes()
+    (cut / "102flowers.tgz").write_bytes(data[: len(data) // 2])
+    cases.append(("flowers102", cut, "102flowers.tgz"))
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        raw = open(os.path.join(DATA, "mnist", f), "rb").read()
+        (mnist / f).write_bytes(raw[: len(raw) // 3] if "images" in f else raw)
+    cases.append(("mnist", mnist, "MNIST files"))
+    for dataset, root, text in cases:
+        with pytest.raises(DataError, match="cannot read the .* damaged or not the originals") as e:
+            load(dataset, root)
+        assert text in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not (tmp_path / "escape.txt").exists()

@@ -7,6 +7,7 @@ an error at open that says which files to put where.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -47,6 +48,27 @@ def _require(root: Optional[str], files: Sequence[str], what: str, example: str)
     return root
 
 
+@contextlib.contextmanager
+def _damaged(root: str, files: Sequence[str], what: str):
+    """What Paddle's dataset classes (and the archive and .mat readers under them) raise for a truncated, garbled or
+    unsafe file, as one line naming the files and the fix."""
+    import struct
+    import tarfile
+    import zlib
+
+    from scipy.io.matlab import MatReadError
+    try:
+        yield
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, zlib.error, struct.error, tarfile.TarError,
+            MatReadError) as e:
+        if isinstance(e, DataError):
+            raise
+        why = "an archive member that would land outside its folder" if isinstance(e, tarfile.FilterError) else \
+            f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else 'damaged'}"
+        raise DataError(f"cannot read the {what} files {', '.join(files)} in '{root}' ({why}): they are damaged or "
+                        "not the originals; replace them with intact copies") from None
+
+
 def _digits(cfg: Dict[str, Any], split: str, transform):
     from sklearn.datasets import load_digits
     digits = load_digits()
@@ -68,12 +90,14 @@ def _mnist(cfg: Dict[str, Any], split: str, transform):
     have_train = all(os.path.isfile(os.path.join(root, f)) for f in train_files)
     if have_train:
         files = train_files if split == "train" else test_files
-        base = MNIST(os.path.join(root, files[0]), os.path.join(root, files[1]), mode="train" if split == "train"
-                     else "test", download=False, backend="cv2")
+        with _damaged(root, files, "MNIST"):
+            base = MNIST(os.path.join(root, files[0]), os.path.join(root, files[1]),
+                         mode="train" if split == "train" else "test", download=False, backend="cv2")
         info = DatasetInfo("MNIST", split, len(base), 10, names, "official split")
         return LabeledDataset(base, None, transform, 0, info)
-    base = MNIST(os.path.join(root, test_files[0]), os.path.join(root, test_files[1]), mode="test", download=False,
-                 backend="cv2")
+    with _damaged(root, test_files, "MNIST"):
+        base = MNIST(os.path.join(root, test_files[0]), os.path.join(root, test_files[1]), mode="test",
+                     download=False, backend="cv2")
     raw = ImageList([np.asarray(im).reshape(28, 28).astype(np.uint8) for im in base.images],
                       [int(np.asarray(lbl).reshape(-1)[0]) for lbl in base.labels])
     idx = _seeded_split(len(raw), cfg["train_fraction"], cfg["split_seed"], split)
@@ -91,8 +115,10 @@ def _flowers(cfg: Dict[str, Any], split: str, transform):
         raise DataError(f"unknown Flowers-102 split '{split}'; valid: train (6,149 images), valid (1,020), "
                         "test (1,020)")
     root = writable_flowers_root(root, cfg["cache_dir"])
-    extract_flowers(root)
-    base = Flowers(*(os.path.join(root, f) for f in files), mode=split, download=False, backend="cv2")
+    with _damaged(root, files[:1], "Flowers-102"):
+        extract_flowers(root)
+    with _damaged(root, files[1:], "Flowers-102"):
+        base = Flowers(*(os.path.join(root, f) for f in files), mode=split, download=False, backend="cv2")
     jpg = os.path.join(base.data_path, "jpg")
     found = sum(1 for f in os.listdir(jpg) if f.endswith(".jpg"))
     if found < len(base.labels):

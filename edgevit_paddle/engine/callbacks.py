@@ -60,6 +60,18 @@ class RunState:
         names = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in names})
 
+    @classmethod
+    def well_formed(cls, d: Dict[str, Any]) -> bool:
+        """Whether ``d`` (a checkpoint's JSON) holds every field it has with the type this class gives it (a file
+        edited or damaged by hand is treated as damaged, not met as a TypeError later)."""
+        kinds = {"int": int, "float": (int, float), "str": str, "List[Dict[str, Any]]": list,
+                 "Dict[str, Any]": dict}
+        for name, f in cls.__dataclass_fields__.items():
+            want = kinds.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+            if name in d and want is not None and (not isinstance(d[name], want) or isinstance(d[name], bool)):
+                return False
+        return "epochs_done" in d and d["epochs_done"] >= 0
+
 
 def _scalar(value: Any) -> Optional[float]:
     if isinstance(value, (list, tuple)):

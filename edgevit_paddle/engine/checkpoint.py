@@ -156,8 +156,9 @@ ARRAY_PARTS = (".pdparams", ".pdopt", ".pdema")
 def intact_checkpoint(ckpt_dir: str, name: str) -> Optional[Dict[str, Any]]:
     """The state of checkpoint ``name`` when its JSON reads and each of its array files loads; else None. A file that
     would run code is refused (``WeightsError``), not taken for damage."""
+    from .callbacks import RunState
     meta = read_json(os.path.join(ckpt_dir, name + ".json"))
-    if meta is None or "epochs_done" not in meta:
+    if meta is None or not RunState.well_formed(meta):
         return None
     for ext in ARRAY_PARTS:
         path = os.path.join(ckpt_dir, name + ext)

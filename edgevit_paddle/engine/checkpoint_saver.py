@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import CheckpointError
 from ..files import TMP_MARK, write_json_atomic
+from .callbacks import RunState
 from .checkpoint import disk_errors, intact_checkpoint, read_json, save_checkpoint
 
 #: the new best of an epoch, written before that epoch's latest.json and renamed to ``best`` right after it
@@ -27,8 +28,12 @@ LATEST = "latest.json"
 
 
 def read_latest(ckpt_dir: str) -> Optional[Dict[str, Any]]:
-    """What ``ckpt_dir/latest.json`` says (None when it is missing or damaged; see ``CheckpointSaver.resume_point``)."""
-    return read_json(os.path.join(ckpt_dir, LATEST))
+    """What ``ckpt_dir/latest.json`` says (None when it is missing, damaged, or holds a field of the wrong type; see
+    ``CheckpointSaver.resume_point``)."""
+    latest = read_json(os.path.join(ckpt_dir, LATEST))
+    if latest is None or not isinstance(latest.get("checkpoint"), str) or not RunState.well_formed(latest):
+        return None
+    return latest
 
 
 class CheckpointSaver:

@@ -44,6 +44,15 @@ def load_sidecar(model_dir: str) -> Dict[str, Any]:
     for key in ("input_size", "preprocess"):
         if key not in meta:
             raise PredictorError(f"'{path}' has no '{key}': re-export the model with tools/export.py")
+    size = meta["input_size"]
+    if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                              and v > 0 for v in size)):
+        raise PredictorError(f"'{path}': input_size must be [channels, height, width] (positive integers), got "
+                             f"{str(size)[:60]!s}; re-export the model with tools/export.py")
+    for key, kind in (("preprocess", list), ("class_names", list), ("stride", int)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise PredictorError(f"'{path}': {key} must be a {kind.__name__}, got {type(meta[key]).__name__}; "
+                                 "re-export the model with tools/export.py")
     return meta
 
 
