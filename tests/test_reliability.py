@@ -541,6 +541,7 @@ def test_damaged_or_hostile_dataset_files_are_one_line(tmp_path):
     import tarfile
 
     from conftest import DATA
+
     from edgevit_paddle.errors import DataError
 
     def flowers_root(name, archive=None, setid=None):
