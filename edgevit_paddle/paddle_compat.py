@@ -125,6 +125,12 @@ def flops_counter(layer_type: type) -> Optional[Callable]:
     return None
 
 
+def lr_schedule(optimizer) -> Optional[Any]:
+    """The ``paddle.optimizer.lr.LRScheduler`` an optimizer was built with (None for a fixed learning rate)."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    return schedule if isinstance(schedule, paddle.optimizer.lr.LRScheduler) else None
+
+
 def set_math_threads(n: int) -> None:
     """The threads Paddle's CPU math (MKL, oneDNN, Eigen) uses in this process."""
     paddle.base.core.set_num_threads(int(n))

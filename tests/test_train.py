@@ -295,3 +295,26 @@ def test_the_recipe_trains_under_the_cpu_launcher(tmp_path):
     # 64 images x 3 repeats dealt over 2 processes, 32 draws each (DeiT: at most the set's size per epoch): 2 steps
     assert metrics["global_step"] == 4 and metrics["history"][-1]["eval"]["ema_acc_top1"] is not None
     assert (run / "checkpoints" / "epoch_2.pdema").exists()
+
+
+def test_a_run_stopped_mid_epoch_resumes_with_the_steps_and_schedule_of_the_uninterrupted_run(tmp_path, monkeypatch):
+    from edgevit_paddle.engine.callbacks import TrainingMonitor
+    straight = train(tiny(tmp_path / "a", "Global.epochs=3"))
+    original = TrainingMonitor.on_train_batch_end
+
+    def ctrl_c_at_step_6(self, step, logs=None):
+        original(self, step, logs)
+        if self.state.global_step == 6:  # mid epoch 2 (4 steps per epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingMonitor, "on_train_batch_end", ctrl_c_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path / "b", "Global.epochs=3"))
+    monkeypatch.setattr(TrainingMonitor, "on_train_batch_end", original)
+    run = tmp_path / "b" / "tiny"
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert latest["checkpoint"] == "interrupted" and latest["epochs_done"] == 1 and latest["global_step"] == 4
+    resumed = train(run_folder.load_run_config(None, [], str(run)), resume=str(run))
+    assert resumed["global_step"] == straight["global_step"] == 12
+    lrs = [[h["train"]["lr"] for h in r["history"]] for r in (resumed, straight)]
+    assert lrs[0] == pytest.approx(lrs[1])

@@ -1,12 +1,14 @@
 """The training loop: the one owner of the absolute epoch."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Dict, Optional
 
 import numpy as np
 import paddle
 
 from ..data.seeding import epoch_seed
+from ..paddle_compat import lr_schedule
 from .callbacks import EpochProgBar, RunState, TrainingMonitor, write_metrics
 from .checkpoint import disk_errors
 from .checkpoint_saver import CheckpointSaver
@@ -28,6 +30,24 @@ class EpochLoop:
         self.state, self.saver, self.monitor, self.progress = state, saver, monitor, progress
         self.callbacks, self.seed, self.eval_freq, self.ema, self.verbose = callbacks, seed, eval_freq, ema, verbose
 
+    def mark_epoch_start(self, epoch: int) -> None:
+        """Remember the step count and the LR schedule as ``epoch`` starts (``rewind_to_epoch_start``)."""
+        schedule = lr_schedule(self.optimizer)
+        self._epoch_start = (epoch, self.state.global_step,
+                             copy.deepcopy(schedule.state_dict()) if schedule else None)
+
+    def rewind_to_epoch_start(self) -> None:
+        """The step count and LR schedule of the interrupted epoch's start: a run stopped mid-epoch (Ctrl-C, SIGTERM)
+        saves the weights of that moment, and its resume repeats the epoch from the start; without this, the partial
+        epoch's steps were counted twice and the schedule ran ahead (global step 14 instead of 12)."""
+        start = getattr(self, "_epoch_start", None)
+        if start is None or self.state.epochs_done >= start[0]:  # not started, or stopped after it was recorded
+            return
+        self.state.global_step = start[1]
+        schedule = lr_schedule(self.optimizer)
+        if schedule is not None and start[2] is not None:
+            schedule.set_state_dict(start[2])
+
     def evaluates(self, epoch: int, last: int) -> bool:
         return epoch % self.eval_freq == 0 or epoch == last
 
@@ -36,6 +56,7 @@ class EpochLoop:
         another process writes)."""
         net = self.model.network
         for epoch in range(first, last + 1):
+            self.mark_epoch_start(epoch)
             self.train_batches.set_epoch(epoch)
             paddle.seed(epoch_seed(self.seed, epoch - 1))  # dropout, drop path
             self.monitor.begin_epoch(epoch)

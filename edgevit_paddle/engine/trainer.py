@@ -183,6 +183,7 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
     try:
         loop.run(state.epochs_done + 1, total_epochs, run_dir if write else None)
     except KeyboardInterrupt:
+        loop.rewind_to_epoch_start()
         prefix = saver.save_interrupted(net, optimizer, state.to_dict(), ema)
         if write:
             write_metrics(run_dir, state)
