@@ -19,6 +19,9 @@ from edgevit_paddle.export import export_model
 from edgevit_paddle.image import read_image
 from edgevit_paddle.inference import Predictor, PredictorOptions
 
+#: one worker runs this module, so that its module fixtures (a trained run, its export) are built once
+pytestmark = pytest.mark.xdist_group("test_deploy")
+
 INFER = os.path.join(ROOT, "tools", "infer.py")
 EXPORT = os.path.join(ROOT, "tools", "export.py")
 

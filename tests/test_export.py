@@ -28,6 +28,9 @@ from edgevit_paddle.inference import (
     paddle_backend,
 )
 
+#: one worker runs this module, so that its module fixtures (a Flowers export) are built once
+pytestmark = pytest.mark.xdist_group("test_export")
+
 
 def small_input(model, batch=2):
     cfg = model.default_cfg

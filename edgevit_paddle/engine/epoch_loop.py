@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -46,7 +47,9 @@ class EpochLoop:
         self.state.global_step = start[1]
         schedule = lr_schedule(self.optimizer)
         if schedule is not None and start[2] is not None:
-            schedule.set_state_dict(start[2])
+            with warnings.catch_warnings():  # LinearWarmup keeps its inner schedule's keys beside its own: none unused
+                warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
+                schedule.set_state_dict(start[2])
 
     def evaluates(self, epoch: int, last: int) -> bool:
         return epoch % self.eval_freq == 0 or epoch == last
