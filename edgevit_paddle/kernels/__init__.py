@@ -8,7 +8,7 @@ They are Paddle custom operators (``paddle.utils.cpp_extension``; ``depthwise.cc
 spins between calls) and the inner loops are vectorised for the machine's CPU (``-march=native``). Built on first
 use (``build.py``) into a cache (``$EDGEVIT_KERNELS_DIR``, default ``~/.cache/edgevit_paddle/kernels/<key>``; the key
 covers the sources, Paddle's version, the compiler flags and the CPU's instruction sets, so another machine builds
-its own): about a minute once (61 CPU-seconds, 59 s wall, on a 2-core Zen 3; two lines say when it starts and how
+its own): about a minute once (61 CPU-seconds, 59 s wall, on a busy 2-core Zen 3; two lines say when it starts and how
 long it took), then loaded in well under a second. Where no compiler is found or the build fails, one warning says
 why and the layers use Paddle's own ops (same
 results). ``EDGEVIT_KERNELS=0`` switches them off.
