@@ -580,3 +580,11 @@ def test_damaged_or_hostile_dataset_files_are_one_line(tmp_path):
             load(dataset, root)
         assert text in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_extending_a_finished_schedule_warns_with_the_way_out(tmp_path):
+    run = tiny_run(tmp_path)  # cosine to 0 over its one epoch, no warm-up
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = res.stderr.replace("\n", " ")
+    assert "schedule has ended (rate 0)" in text and "--weights-only" in text and "Global.pretrained_model=" in text

@@ -161,6 +161,12 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
         load_checkpoint(prefix, net, optimizer, weights_only, ema)  # weights, optimizer, LR schedule, EMA
         log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go"
                  + (" (optimizer and schedule restarted: --weights-only)" if weights_only else ""))
+        floor = cfg["Optimizer"]["Scheduler"]["min_lr"]
+        if remaining > 0 and not weights_only and float(optimizer.get_lr()) <= floor + 1e-12:
+            warnings.warn(f"the run's learning-rate schedule has ended (rate {float(optimizer.get_lr()):.3g}): the "
+                          f"{remaining} added epoch(s) would train at it. To schedule them anew, resume with "
+                          "--weights-only (the optimizer and schedule restart from the config), or fine-tune a new "
+                          f"run from this one: -o Global.pretrained_model={run_dir}")
     if write:  # only now: a resume that fails above leaves the run's config.yaml as it was
         for line in recovered:
             log.info(line)
