@@ -588,3 +588,11 @@ def test_extending_a_finished_schedule_warns_with_the_way_out(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     text = res.stderr.replace("\n", " ")
     assert "schedule has ended (rate 0)" in text and "--weights-only" in text and "Global.pretrained_model=" in text
+
+
+def test_resuming_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it_again(tmp_path):
+    import shutil
+    run = tiny_run(tmp_path)
+    shutil.rmtree(run / "checkpoints")  # as a kill in epoch 1 leaves it: config.yaml, train.log, no checkpoint
+    line = one_error_line(tool("tools/train.py", "--resume", str(run)))
+    assert "no checkpoint was saved yet" in line and f"python tools/train.py -c {run / 'config.yaml'}" in line

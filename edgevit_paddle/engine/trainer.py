@@ -119,7 +119,10 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     if resume:
         latest = saver.resume_point()
         if latest is None:
-            raise MissingFileError(f"nothing to resume in '{run_dir}': no checkpoints/latest.json there")
+            again = f"python tools/train.py -c {os.path.join(run_dir, 'config.yaml')}" \
+                if os.path.isfile(os.path.join(run_dir, "config.yaml")) else "python tools/train.py -c CONFIG"
+            raise MissingFileError(f"nothing to resume in '{run_dir}': no checkpoint was saved yet (a run stopped "
+                                   f"in its first epoch); start it again: {again}")
         state = RunState.from_dict(latest)
         check_identity(net, identity_in(latest), os.path.join(run_dir, "checkpoints", latest["checkpoint"]))
         state.identity = model_identity(net)
