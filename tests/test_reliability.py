@@ -596,3 +596,12 @@ def test_resuming_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it
     shutil.rmtree(run / "checkpoints")  # as a kill in epoch 1 leaves it: config.yaml, train.log, no checkpoint
     line = one_error_line(tool("tools/train.py", "--resume", str(run)))
     assert "no checkpoint was saved yet" in line and f"python tools/train.py -c {run / 'config.yaml'}" in line
+
+
+def test_resuming_with_another_batch_size_warns(tmp_path):
+    run = tiny_run(tmp_path, "Global.epochs=2", "Optimizer.Scheduler.warmup_epochs=1")  # 4 steps per epoch
+    quiet = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=3")
+    assert quiet.returncode == 0 and "steps per epoch before" not in quiet.stderr, quiet.stderr[-2000:]
+    res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=4", "-o", "Data.Train.batch_size=32")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "took 4 steps per epoch before and takes 2 now" in res.stderr.replace("\n", " ")

@@ -164,6 +164,11 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
         load_checkpoint(prefix, net, optimizer, weights_only, ema)  # weights, optimizer, LR schedule, EMA
         log.info(f"resumed from {prefix}: {state.epochs_done} epoch(s) done, {remaining} to go"
                  + (" (optimizer and schedule restarted: --weights-only)" if weights_only else ""))
+        if not weights_only and state.epochs_done and state.global_step != state.epochs_done * steps_per_epoch:
+            warnings.warn(f"this run took {state.global_step / state.epochs_done:g} steps per epoch before and takes "
+                          f"{steps_per_epoch} now (batch size, data or processes changed): its per-step schedule "
+                          "will not end where it was planned; resume with --weights-only to restart the schedule "
+                          "for the new steps, or keep the run's Data settings")
         floor = cfg["Optimizer"]["Scheduler"]["min_lr"]
         if remaining > 0 and not weights_only and float(optimizer.get_lr()) <= floor + 1e-12:
             warnings.warn(f"the run's learning-rate schedule has ended (rate {float(optimizer.get_lr()):.3g}): the "
