@@ -11,7 +11,7 @@ import difflib
 import fnmatch
 import inspect
 import sys
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import paddle.nn as nn
 
@@ -62,13 +62,29 @@ def model_entrypoint(name: str) -> Callable[..., nn.Layer]:
     return _model_entrypoints[name]
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Layer:
-    """Build a registered model. Keyword arguments that are None are dropped (the preset's value stays).
+def create_model(name: str, pretrained: bool = False, checkpoint_path: Optional[str] = None, **kwargs: Any) -> nn.Layer:
+    """Build a registered model, as timm's ``create_model`` does. Keyword arguments that are None are dropped (the
+    preset's value stays).
+
+    ``pretrained=True`` is refused in one line: no weights are published (convert the authors' with
+    ``tools/convert_original.py``, or train); ``checkpoint_path`` loads weights of this model (a ``.pdparams`` or
+    ``.safetensors`` file or checkpoint prefix; read safely, their identity and shapes checked).
 
     Example: ``create_model("edgevit_xxs", norm="ln", ffn="linear", num_classes=102, drop_path_rate=0.1)``.
     """
+    if pretrained:
+        raise ModelError(f"no pretrained weights are published for '{name}': convert the authors' with "
+                         "tools/convert_original.py and pass checkpoint_path=..., or train with "
+                         "-o Global.pretrained_model=...; create_model(..., pretrained=False) builds it untrained")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return model_entrypoint(name)(**kwargs)
+    net = model_entrypoint(name)(**kwargs)
+    if checkpoint_path:
+        from .weights import check_identity, load_fitting_weights, load_weights, saved_identity
+        state = load_weights(checkpoint_path)
+        check_identity(net, saved_identity(checkpoint_path, state), checkpoint_path,
+                       fix="build the model the weights were saved from (name and arguments)")
+        load_fitting_weights(net, state, checkpoint_path)
+    return net
 
 
 def constructor_params(cls: type) -> Dict[str, inspect.Parameter]:

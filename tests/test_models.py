@@ -290,3 +290,19 @@ def test_channels_first_attention_equals_token_attention(sr_ratio):
     finally:
         paddle.Tensor.transpose = original
     assert calls == []
+
+
+def test_timms_create_model_arguments(tmp_path):
+    """Code written for timm passes pretrained= and checkpoint_path=: the first is refused in one line (no weights
+    are published), the second loads and checks weights."""
+    from edgevit_paddle.errors import ModelError, WeightsError
+    from edgevit_paddle.weights import model_identity, save_weights
+    assert ep.create_model("edgevit_xxs", pretrained=False).num_classes == 1000
+    with pytest.raises(ModelError, match="no pretrained weights are published for 'edgevit_xxs'.*convert_original"):
+        ep.create_model("edgevit_xxs", pretrained=True)
+    src = ep.create_model("edgevit_xxs", num_classes=5)
+    save_weights(src.state_dict(), str(tmp_path / "w.safetensors"), model_identity(src))
+    net = ep.create_model("edgevit_xxs", num_classes=5, checkpoint_path=str(tmp_path / "w.safetensors"))
+    np.testing.assert_array_equal(net.head.weight.numpy(), src.head.weight.numpy())
+    with pytest.raises(WeightsError, match="Model.norm: 'gn' in the weights, 'ln' in the config"):
+        ep.create_model("edgevit_xxs", num_classes=5, norm="ln", checkpoint_path=str(tmp_path / "w.safetensors"))
