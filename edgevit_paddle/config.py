@@ -132,6 +132,20 @@ SCHEMA: Dict[str, Any] = {
 }
 
 
+#: PaddleClas's names for what has another name here: a pointer, not an alias (one name per thing)
+PADDLECLAS_NAMES = {
+    "Global.checkpoints": "resume a run with tools/train.py --resume output/<run> (Global.keep_checkpoints is how "
+                          "many are kept)",
+    "Arch": "the model section is Model (Model.name, Model.num_classes, ...)",
+    "Global.class_num": "the class count is Model.num_classes (or taken from the data)",
+    "Global.print_batch_step": "it is Global.log_freq",
+    "Global.save_interval": "it is Global.save_freq",
+    "Global.eval_interval": "it is Global.eval_freq",
+    "Global.eval_during_train": "evaluation runs every Global.eval_freq epochs",
+    "Global.save_model_dir": "it is Global.output_dir",
+}
+
+
 def _closest(word: str, options) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -214,6 +228,8 @@ def _validate(schema: Dict[str, Any], data: Dict[str, Any], prefix: str, src: st
                 out[key] = value
                 continue
             valid = [k for k in schema if k != "__any__"]
+            if where in PADDLECLAS_NAMES:
+                raise ConfigError(f"{src}: unknown key '{where}' (PaddleClas's name): {PADDLECLAS_NAMES[where]}")
             raise ConfigError(f"{src}: unknown key '{where}'{_closest(str(key), valid)}; valid keys"
                               f"{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(valid)}")
         spec = schema[key]

@@ -145,3 +145,14 @@ def test_configs_that_would_hang_or_mislead_are_refused_at_load(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(None, ["Model.name=edgevit_xxs", f"Global.seed={big}"])
     assert len(str(e.value)) < 300  # the value is not spelled out in full
+
+
+def test_paddleclas_names_point_to_ours():
+    for override, pointer in [("Global.checkpoints=output/x/epoch_3", "--resume output/<run>"),
+                              ("Global.print_batch_step=10", "Global.log_freq"),
+                              ("Global.save_interval=1", "Global.save_freq"),
+                              ("Global.eval_interval=1", "Global.eval_freq"),
+                              ("Arch.name=EdgeViT", "the model section is Model")]:
+        with pytest.raises(ConfigError, match=re.escape(pointer)) as e:
+            load_config(None, ["Model.name=edgevit_xxs", override])
+        assert "PaddleClas's name" in str(e.value)
