@@ -78,13 +78,7 @@ def create_model(name: str, pretrained: bool = False, checkpoint_path: Optional[
                          "-o Global.pretrained_model=...; create_model(..., pretrained=False) builds it untrained")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     net = model_entrypoint(name)(**kwargs)
-    if checkpoint_path:
-        from .weights import check_identity, load_fitting_weights, load_weights, saved_identity
-        state = load_weights(checkpoint_path)
-        check_identity(net, saved_identity(checkpoint_path, state), checkpoint_path,
-                       fix="build the model the weights were saved from (name and arguments)")
-        load_fitting_weights(net, state, checkpoint_path)
-    return net
+    return net.load_checkpoint(checkpoint_path) if checkpoint_path else net  # Classifier.load_checkpoint
 
 
 def constructor_params(cls: type) -> Dict[str, inspect.Parameter]:

@@ -89,6 +89,16 @@ class Classifier(nn.Layer):
     #: ``<classifier_name>.weight`` / ``.bias``
     classifier_name = CLASSIFIER
 
+    def load_checkpoint(self, path: str) -> "Classifier":
+        """Load weights of this model from ``path`` (a ``.pdparams``/``.safetensors`` file or checkpoint prefix): read
+        without running anything the file carries, refused in one line when their identity or shapes do not fit."""
+        from ..weights import check_identity, load_fitting_weights, load_weights, saved_identity
+        state = load_weights(path)
+        check_identity(self, saved_identity(path, state), path,
+                       fix="build the model the weights were saved from (name and arguments)")
+        load_fitting_weights(self, state, path)
+        return self
+
     def get_classifier(self) -> nn.Layer:
         return getattr(self, self.classifier_name)
 
