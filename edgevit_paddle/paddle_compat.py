@@ -148,6 +148,11 @@ def run_custom_op(name: str, *args):
     return _C_ops._run_custom_op(name, *args)
 
 
+def loader_thread(iterator):
+    """The thread a ``paddle.io.DataLoader`` iterator reads its batches in (None when it has none)."""
+    return getattr(iterator, "_thread", None)
+
+
 def abort_loader_iterator(iterator) -> None:
     """Wake whoever waits on a ``paddle.io.DataLoader`` iterator's queue with an error (Paddle 3.3's loader thread
     dies without doing so when the dataset raises, and the training step then waits forever, deaf to signals)."""

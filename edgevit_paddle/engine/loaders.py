@@ -23,7 +23,7 @@ import paddle
 from ..data.mixup import Mixup
 from ..data.samplers import RepeatedAugSampler
 from ..data.seeding import sample_seed
-from ..paddle_compat import abort_loader_iterator, shutdown_loader_iterator
+from ..paddle_compat import abort_loader_iterator, loader_thread, shutdown_loader_iterator
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -38,6 +38,11 @@ class _Loader(paddle.io.DataLoader):
     def __iter__(self):
         self._live = super().__iter__()
         return self._live
+
+    def reads_in(self, thread) -> bool:
+        """Whether ``thread`` is the one the live iterator reads batches in."""
+        live = getattr(self, "_live", None)
+        return live is not None and thread is not None and loader_thread(live) is thread
 
     def abort(self) -> None:
         """Stop the live iterator with an error: the step waiting on it raises instead of hanging."""

@@ -103,8 +103,7 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     data = _open_data(cfg)
     batch = cfg["Data"]["Train"]["batch_size"]
     if len(data.train) < batch * world_size:  # before the run folder is made: nothing is left behind
-        raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(data.train)} "
-                          f"images{f' over {world_size} processes' if world_size > 1 else ''}): lower it")
+        raise _batch_too_large(batch, len(data.train), world_size)
     net = build_model_from_config(cfg, data.num_classes)
     pretrained = None
     if g["pretrained_model"] and not resume:  # a resume continues from its own checkpoint
@@ -151,8 +150,7 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
     train_batches, eval_loader = build_loaders(cfg, data.train, data.eval, data.num_classes, rank, world_size)
     steps_per_epoch = len(train_batches)
     if steps_per_epoch < 1:
-        raise ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({len(data.train)} "
-                          "images): lower it")
+        raise _batch_too_large(batch, len(data.train), world_size)
     optimizer, by_epoch = build_optimizer(cfg["Optimizer"], net, steps_per_epoch, total_epochs, batch * world_size)
     if cfg["Optimizer"]["lr_reference_batch"]:
         log.info(f"learning rate {base_lr(cfg['Optimizer'], batch * world_size):.3g} = Optimizer.lr "
@@ -223,11 +221,17 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
     return metrics
 
 
+def _batch_too_large(batch: int, images: int, world_size: int) -> ConfigError:
+    over = f" over {world_size} processes" if world_size > 1 else ""
+    return ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({images} images{over}): "
+                       "lower it")
+
+
 def _catch_data_errors(store: list, previous, loaders):
-    """A ``threading.excepthook`` for a DataLoader thread that fails: ``loaders`` are stopped with an error (Paddle
-    leaves the training step waiting forever on the dead thread's queue, deaf to Ctrl-C), and a data error is kept as
-    one ``DataError`` (the worker's traceback reduced to its last line) instead of printing the traceback; anything
-    else keeps its traceback."""
+    """A ``threading.excepthook`` for a thread that fails: a data error is kept as one ``DataError`` (the worker's
+    traceback reduced to its last line) instead of printing the traceback, anything else keeps its traceback; and
+    when it is the reading thread of one of ``loaders``, that loader is stopped with an error (Paddle leaves the
+    training step waiting forever on the dead thread's queue, deaf to Ctrl-C)."""
     def hook(args):
         if isinstance(args.exc_value, DataError):
             last = str(args.exc_value).strip().splitlines()[-1]
@@ -235,7 +239,8 @@ def _catch_data_errors(store: list, previous, loaders):
         else:
             previous(args)
         for loader in loaders:
-            loader.abort()
+            if loader.reads_in(args.thread):
+                loader.abort()
     return hook
 
 
