@@ -590,12 +590,21 @@ def test_extending_a_finished_schedule_warns_with_the_way_out(tmp_path):
     assert "schedule has ended (rate 0)" in text and "--weights-only" in text and "Global.pretrained_model=" in text
 
 
-def test_resuming_a_run_stopped_before_its_first_checkpoint_says_how_to_start_it_again(tmp_path):
+def test_resuming_a_run_stopped_before_its_first_checkpoint_trains_it_again_in_its_folder(tmp_path):
     import shutil
     run = tiny_run(tmp_path)
+    straight = paddle.load(str(run / "checkpoints" / "epoch_1.pdparams"))
     shutil.rmtree(run / "checkpoints")  # as a kill in epoch 1 leaves it: config.yaml, train.log, no checkpoint
-    line = one_error_line(tool("tools/train.py", "--resume", str(run)))
-    assert "no checkpoint was saved yet" in line and f"python tools/train.py -c {run / 'config.yaml'}" in line
+    (run / "metrics.json").unlink()
+    res = tool("tools/train.py", "--resume", "auto", "-o", f"Global.output_dir={tmp_path}", "-o", "Global.run_name=t")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "the run stopped in its first epoch): training it again from epoch 1 in this folder" in \
+        (res.stdout + res.stderr).replace("\n", " ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no t-2
+    again = paddle.load(str(run / "checkpoints" / "epoch_1.pdparams"))
+    for k, v in straight.items():  # the same seeds from the same config: the same weights
+        if k != "__identity__":
+            np.testing.assert_array_equal(np.asarray(v), np.asarray(again[k]), err_msg=k)
 
 
 def test_resuming_with_another_batch_size_warns(tmp_path):

@@ -72,15 +72,21 @@ def load_run_config(path: Optional[str], overrides: Sequence[str], resume: Optio
 
 
 def resolve_resume(resume: Optional[str], config_path: Optional[str], overrides: Sequence[str]) -> Optional[str]:
-    """``--resume auto``: the newest run of this config's run name under ``Global.output_dir`` that has a
-    checkpoint."""
+    """``--resume auto``: the newest run of this config's run name under ``Global.output_dir``: the one whose last
+    checkpoint (or, for a run stopped in its first epoch, whose ``config.yaml``) was written last."""
     if resume != "auto":
         return resume
     cfg = load_config(config_path, overrides)
     name = cfg["Global"]["run_name"] or default_run_name(cfg)
     out = cfg["Global"]["output_dir"]
-    runs = [os.path.join(out, d) for d in (os.listdir(out) if os.path.isdir(out) else [])
-            if (d == name or d.startswith(name + "-")) and read_latest(os.path.join(out, d, "checkpoints"))]
-    if not runs:
-        raise MissingFileError(f"--resume auto found no run of '{name}' with a checkpoint in '{out}'")
-    return max(runs, key=lambda p: os.path.getmtime(os.path.join(p, "checkpoints", LATEST)))
+    written = {}
+    for d in os.listdir(out) if os.path.isdir(out) else []:
+        if d == name or d.startswith(name + "-"):
+            run = os.path.join(out, d)
+            marker = os.path.join(run, "checkpoints", LATEST) if read_latest(os.path.join(run, "checkpoints")) \
+                else os.path.join(run, "config.yaml")
+            if os.path.isfile(marker):
+                written[run] = os.path.getmtime(marker)
+    if not written:
+        raise MissingFileError(f"--resume auto found no run of '{name}' in '{out}'")
+    return max(written, key=written.get)

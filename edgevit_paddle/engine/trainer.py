@@ -21,7 +21,7 @@ from paddle.static import InputSpec
 
 from ..builder import build_model_from_config
 from ..data import LabeledDataset, build_dataset
-from ..errors import ConfigError, DataError, MissingFileError, WeightsError
+from ..errors import ConfigError, DataError, WeightsError
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import EpochProgBar, RunState, TrainingMonitor, write_metrics
 from .checkpoint import disk_errors, load_checkpoint
@@ -105,23 +105,16 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
     if len(data.train) < batch * world_size:  # before the run folder is made: nothing is left behind
         raise _batch_too_large(batch, len(data.train), world_size)
     net = build_model_from_config(cfg, data.num_classes)
-    pretrained = None
-    if g["pretrained_model"] and not resume:  # a resume continues from its own checkpoint
-        pretrained = load_pretrained(net, g["pretrained_model"], g["pretrained_strict"], g["pretrained_any_variant"])
-    ema = ModelEMA(net, cfg["EMA"]["decay"]) if cfg["EMA"]["decay"] else None
-
-    state = RunState(identity=model_identity(net))
     run_dir = resume or new_run_dir(cfg)
     saver = CheckpointSaver(os.path.join(run_dir, "checkpoints"), g["save_freq"], g["keep_checkpoints"], g["epochs"],
                             write)
-    latest = None
-    if resume:
-        latest = saver.resume_point()
-        if latest is None:
-            again = f"python tools/train.py -c {os.path.join(run_dir, 'config.yaml')}" \
-                if os.path.isfile(os.path.join(run_dir, "config.yaml")) else "python tools/train.py -c CONFIG"
-            raise MissingFileError(f"nothing to resume in '{run_dir}': no checkpoint was saved yet (a run stopped "
-                                   f"in its first epoch); start it again: {again}")
+    latest = saver.resume_point() if resume else None
+    pretrained = None
+    if g["pretrained_model"] and latest is None:  # a resume continues from its own checkpoint
+        pretrained = load_pretrained(net, g["pretrained_model"], g["pretrained_strict"], g["pretrained_any_variant"])
+    ema = ModelEMA(net, cfg["EMA"]["decay"]) if cfg["EMA"]["decay"] else None
+    state = RunState(identity=model_identity(net))
+    if latest is not None:
         state = RunState.from_dict(latest)
         check_identity(net, identity_in(latest), os.path.join(run_dir, "checkpoints", latest["checkpoint"]))
         state.identity = model_identity(net)
@@ -129,17 +122,21 @@ def train(cfg: Dict[str, Any], resume: Optional[str] = None, weights_only: bool 
         if write:  # the writing process holds the run folder for as long as it runs
             with disk_errors(run_dir):
                 held.enter_context(locked(run_dir))
-        return _train_in(run_dir, cfg, net, data, state, saver, latest, ema, weights_only, rank, world_size,
-                         threads, pretrained)
+        return _train_in(run_dir, cfg, net, data, state, saver, resume, latest, ema, weights_only, rank,
+                         world_size, threads, pretrained)
 
 
 def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, state: RunState,
-              saver: CheckpointSaver, latest: Optional[Dict[str, Any]], ema: Optional[ModelEMA], weights_only: bool,
-              rank: int, world_size: int, threads: Optional[int], pretrained: Optional[str]) -> Dict[str, Any]:
+              saver: CheckpointSaver, resume: Optional[str], latest: Optional[Dict[str, Any]],
+              ema: Optional[ModelEMA], weights_only: bool, rank: int, world_size: int, threads: Optional[int],
+              pretrained: Optional[str]) -> Dict[str, Any]:
     """The run, inside its locked folder: restore the resume point, prepare, train the remaining epochs."""
     g = cfg["Global"]
     write = rank == 0
-    recovered = saver.recover(latest) if (latest and write) else []
+    recovered = saver.recover(latest or {}) if (resume and write) else []
+    if resume and latest is None:  # stopped in its first epoch: nothing to continue, the run starts again in place
+        recovered.append(f"no checkpoint was saved in '{run_dir}' yet (the run stopped in its first epoch): training "
+                         "it again from epoch 1 in this folder")
     setup_logging(run_dir if write else None)
     print(f"run directory: {run_dir}", flush=True)
     _log_start(cfg, net, data, world_size, threads, pretrained)
