@@ -241,6 +241,21 @@ def test_damaged_latest_json_or_checkpoint_falls_back_to_the_newest_intact_one(t
     assert "no intact checkpoint in" in line
 
 
+def test_after_a_fallback_resume_metrics_json_and_best_json_agree(tmp_path):
+    run = tiny_run(tmp_path, "Global.epochs=3", "Global.keep_checkpoints=3")
+    ckpt = run / "checkpoints"
+    best = json.loads((ckpt / "best.json").read_text())
+    assert best["best_epoch"] > 1  # the precondition: an epoch after the fallback point wrote best
+    for n in (2, 3):  # lost: only epoch_1 is left to resume from
+        (ckpt / f"epoch_{n}.pdparams").write_bytes(b"")
+    for epochs in ("1", "3"):  # nothing left to do, and the lost epochs trained again
+        res = tool("tools/train.py", "--resume", str(run), "-o", f"Global.epochs={epochs}")
+        assert res.returncode == 0 and "resuming from 'epoch_1'" in res.stderr.replace("\n", " "), res.stderr[-2000:]
+        metrics = json.loads((run / "metrics.json").read_text())
+        best = json.loads((ckpt / "best.json").read_text())
+        assert (metrics["best_epoch"], metrics["best_top1"]) == (best["best_epoch"], best["best_top1"])
+
+
 def test_a_second_process_on_the_same_run_is_refused(tmp_path):
     from edgevit_paddle.engine.run_folder import locked
     run = tiny_run(tmp_path)

@@ -75,12 +75,21 @@ class CheckpointSaver:
                 return None
             raise CheckpointError(f"no intact checkpoint in '{self.dir}' (latest.json and every epoch_<n> are "
                                   "damaged or missing): start a new run, or restore the files")
-        best = max(intact, key=lambda m: (m["epochs_done"], m.get("global_step", 0)))
+        point = max(intact, key=lambda m: (m["epochs_done"], m.get("global_step", 0)))
         why = "is damaged or empty" if latest is None else \
             f"names '{latest['checkpoint']}', which is missing or damaged"
-        warnings.warn(f"{os.path.join(self.dir, LATEST)} {why}: resuming from '{best['checkpoint']}', the newest "
-                      f"intact checkpoint ({best['epochs_done']} epoch(s) done)")
-        return best
+        warnings.warn(f"{os.path.join(self.dir, LATEST)} {why}: resuming from '{point['checkpoint']}', the newest "
+                      f"intact checkpoint ({point['epochs_done']} epoch(s) done)")
+        return self._with_kept_best(point)
+
+    def _with_kept_best(self, point: Dict[str, Any]) -> Dict[str, Any]:
+        """A fallback resume point with the record of ``best``, when an epoch after the point wrote it: those weights
+        are kept (the epochs trained again must beat them), and the run's record (``metrics.json``) says so, as
+        ``best.json`` does."""
+        kept = intact_checkpoint(self.dir, "best")
+        if kept is None or int(kept.get("best_epoch", 0)) <= int(point.get("best_epoch", 0)):
+            return point
+        return {**point, **{k: kept[k] for k in ("best_top1", "best_epoch", "best_from") if k in kept}}
 
     def last_good(self) -> str:
         """The newest committed checkpoint's prefix, for messages."""
