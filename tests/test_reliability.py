@@ -507,17 +507,18 @@ def test_an_export_onto_a_full_disk_is_one_line_and_keeps_the_earlier_export(tmp
     assert [f for f in os.listdir(tmp_path) if ".staging-" in f] == []
 
 
-@pytest.mark.parametrize("unreadable", ["train", "val"])
-def test_a_split_whose_images_all_fail_ends_the_run_in_one_line(tmp_path, unreadable):
+@pytest.mark.parametrize("unreadable, workers", [("train", 0), ("val", 0), ("train/b", 0), ("train/b", 1)])
+def test_a_split_or_a_class_whose_images_all_fail_ends_the_run_in_one_line(tmp_path, unreadable, workers):
     """With no loader workers, Paddle's loader thread dies without waking the training step, which then waited
-    forever, deaf to Ctrl-C and SIGTERM: the run now ends at once with one line."""
+    forever, deaf to Ctrl-C and SIGTERM: the run now ends at once with one line. A class none of whose images can be
+    read ends it too (an unreadable image is replaced by another of its class, and there is none)."""
     import cv2
     for split in ("train", "val"):
         for cls in ("a", "b"):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(3):
                 path = tmp_path / split / cls / f"{i}.png"
-                if split == unreadable:
+                if unreadable in (split, f"{split}/{cls}"):
                     path.write_bytes(b"not an image")
                 else:
                     cv2.imwrite(str(path), np.full((40, 40, 3), 60 * i, np.uint8))
@@ -525,9 +526,12 @@ def test_a_split_whose_images_all_fail_ends_the_run_in_one_line(tmp_path, unread
     args = ["-o", "Model.name=edgevit_xxs", "-o", "Data.dataset=imagefolder", "-o", f"Data.root={tmp_path}",
             "-o", "Data.image_size=32", "-o", "Data.Train.batch_size=2", "-o", "Data.Eval.batch_size=2",
             "-o", f"Global.output_dir={tmp_path / 'out'}", "-o", "Global.epochs=1", "-o", "Global.verbose=0",
-            "-o", f"Data.Train.transforms={steps}", "-o", f"Data.Eval.transforms={steps}"]
+            "-o", f"Data.Train.transforms={steps}", "-o", f"Data.Eval.transforms={steps}",
+            "-o", f"Data.num_workers={workers}"]
     res = tool("tools/train.py", *args, in_process=False, timeout=300)
-    assert f"no image of image folder {tmp_path} '{unreadable}'" in one_error_line(res)
+    split, _, cls = unreadable.partition("/")
+    assert f"no image of {f'class {cls!r} in ' if cls else ''}image folder {tmp_path} '{split}'" in \
+        one_error_line(res)
 
 
 def test_files_edited_into_the_wrong_types_are_one_line_or_treated_as_damaged(tmp_path):

@@ -16,8 +16,8 @@ replaced and reported), the per-sample seeds are ``seeding.py``, Flowers' extrac
 - ``imagefolder``: ``Data.root/<split>/<class>/*.jpg`` (splits ``train`` and ``val`` by default; ImageNet's
   ``train/<wnid>/*.JPEG`` layout). Opening only lists the files (one directory scan, nothing decoded: 100,000 files
   open in well under a second, see README); an image that cannot be read is met when it is loaded, replaced by the
-  next readable one, and listed once per epoch by the trainer. An empty class folder, or a class missing from one
-  split, is an error at open.
+  next readable one of its class (a class with none is a ``DataError``), and listed once per epoch by the trainer.
+  An empty class folder, or a class missing from one split, is an error at open.
 """
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ class LabeledDataset(Dataset):
     draws seeded by ``(seed, epoch, i, draw)``, so a resumed run, in any process or loader worker, sees exactly the
     augmented images the uninterrupted run saw (``draw`` tells apart the copies of one image that repeated
     augmentation puts in an epoch), and adds a third field: the index of an unreadable image that was replaced by the
-    next readable one, else -1 (the trainer lists them once per epoch). ``ds[i]`` leaves the generators alone (eval
-    transforms draw nothing) and warns about an unreadable image it replaces.
+    next readable one (of its class, where the source knows labels without reading), else -1 (the trainer lists them
+    once per epoch); a class none of whose images can be read is a ``DataError``. ``ds[i]`` leaves the generators
+    alone (eval transforms draw nothing) and warns about an unreadable image it replaces.
     """
 
     def __init__(self, base: Any, indices: Optional[Sequence[int]] = None, transform: Optional[Callable] = None,
@@ -59,22 +60,35 @@ class LabeledDataset(Dataset):
         return name(base_index) if name else f"item {base_index}"
 
     def _read(self, idx: int):
-        """(image, label, index of the unreadable image replaced or -1)."""
+        """(image, label, index of the unreadable image replaced or -1). An unreadable image is replaced by the next
+        readable one of its class when the source knows its labels without reading (a file list), else by the next
+        readable one."""
         img, label = self.base[self.indices[idx]]
         if img is not None:
             return img, label, -1
-        for step in range(1, len(self.indices)):
-            img, label = self.base[self.indices[(idx + step) % len(self.indices)]]
+        labels = getattr(self.base, "labels", None)
+        order = self.indices[idx + 1:] + self.indices[:idx]
+        same = order if labels is None else [i for i in order if labels[i] == label]
+        for i in same:
+            img, label = self.base[i]
             if img is not None:
                 return img, label, self.indices[idx]
-        raise DataError(f"no image of {self.info.describe() if self.info else 'the dataset'} can be read")
+        data = self.info.describe() if self.info else "the dataset"
+        tried = set(same)
+        if any(self.base[i][0] is not None for i in order if i not in tried):
+            names = self.info.class_names if self.info else []
+            which = f"'{names[label - self.label_offset]}'" if 0 <= label - self.label_offset < len(names) \
+                else str(label)
+            raise DataError(f"no image of class {which} in {data} can be read ({len(same) + 1} file(s), e.g. "
+                            f"{self.item_name(self.indices[idx])}): replace them, or remove the class's folder")
+        raise DataError(f"no image of {data} can be read")
 
     def __getitem__(self, key):
         tagged = isinstance(key, tuple)
         epoch, idx, *draw = key if tagged else (None, key)
         img, label, skipped = self._read(idx)
         if skipped >= 0 and not tagged:
-            warnings.warn(f"unreadable image {self.item_name(skipped)} replaced by the next readable one")
+            warnings.warn(f"unreadable image {self.item_name(skipped)} replaced by the next readable one of its class")
         if self.transform is not None and tagged:
             with seeded_transforms(sample_seed(self.seed, epoch, idx, *draw)):
                 img = self.transform(np.asarray(img))
