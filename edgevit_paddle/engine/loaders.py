@@ -106,7 +106,7 @@ class TrainBatches:
             yield [x, y]
         if unreadable:
             names = [self.dataset.item_name(i) for i in sorted(unreadable)]
-            log.warning(f"epoch {epoch + 1}: {len(names)} unreadable image(s) replaced by the next readable one of their class: "
+            log.warning(f"epoch {epoch + 1}: {len(names)} unreadable image(s) replaced by others of their class: "
                         + ", ".join(names[:20]) + (" ..." if len(names) > 20 else ""))
 
     def shutdown(self) -> None:
