@@ -11,11 +11,13 @@ layers that need no conversion. What remains has no public counterpart in Paddle
   BatchNorm folding reads a BatchNorm's running statistics through ``batch_norm_stats``;
 - ``F.conv._conv_nd`` (a convolution without its bias, so that the bias add can take a fast path), ``paddle.base``'s
   thread count and bfloat16 check, ``_C_ops._run_custom_op`` (calling a custom operator loaded from a ``.so``), a
-  DataLoader iterator's shutdown, ``_BatchNormBase`` (the base of every BatchNorm) and ``paddle.flops``' table of
-  layer types (read, never changed: ``complexity.custom_ops`` passes our layers to ``paddle.flops`` per call).
+  DataLoader iterator's shutdown and the text of its report of a dead worker process, ``_BatchNormBase`` (the base of
+  every BatchNorm) and ``paddle.flops``' table of layer types (read, never changed: ``complexity.custom_ops`` passes
+  our layers to ``paddle.flops`` per call).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -164,3 +166,14 @@ def shutdown_loader_iterator(iterator) -> None:
     """Stop a ``paddle.io.DataLoader`` iterator's worker processes and threads now (not when it is collected)."""
     if hasattr(iterator, "_try_shutdown_all"):
         iterator._try_shutdown_all()
+
+
+_WORKER_DIED = re.compile(r"DataLoader process \(pid (\d+)\) exited (.*?)\.? \(at ")
+
+
+def loader_worker_death(error: BaseException) -> Optional[str]:
+    """What ended a ``paddle.io.DataLoader`` worker process (``"pid 2595 is killed by signal: Killed"``) when
+    ``error`` is Paddle's report of it (a ``SystemError`` its SIGCHLD handler raises wherever the main thread is), else
+    None."""
+    found = _WORKER_DIED.search(str(error)) if isinstance(error, SystemError) else None
+    return f"pid {found.group(1)} {found.group(2)}" if found else None

@@ -35,6 +35,33 @@ def weights(run):
     return state
 
 
+def test_a_killed_loader_worker_ends_the_run_in_one_line(tmp_path):
+    """The kernel's out-of-memory killer takes a loader worker: Paddle raises a SystemError wherever the main thread
+    is; the run now ends with one line naming the worker and the resume command."""
+    proc = subprocess.Popen(train_cmd(tmp_path, "-o", "Global.epochs=30"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    latest = tmp_path / "aug" / "checkpoints" / "latest.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not latest.exists():
+        time.sleep(0.2)
+    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(p) == proc.pid]
+    assert workers and proc.poll() is None
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    assert f"a data-loading worker process (pid {workers[0]} is killed by signal" in errors[0]
+    assert f"--resume {tmp_path / 'aug'}" in errors[0]
+
+
+def _parent(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # gone meanwhile
+        return -1
+
+
 def test_random_transforms_are_a_function_of_seed_epoch_and_sample():
     cfg = load_config(None, ["Model.name=edgevit_xxs", *AUGMENTED])
     ds = build_dataset(cfg["Data"], "Train")

@@ -21,7 +21,8 @@ from paddle.static import InputSpec
 
 from ..builder import build_model_from_config
 from ..data import LabeledDataset, build_dataset
-from ..errors import ConfigError, DataError, WeightsError
+from ..errors import ConfigError, DataError, TrainingError, WeightsError
+from ..paddle_compat import loader_worker_death
 from ..weights import check_identity, identity_in, model_identity
 from .callbacks import EpochProgBar, RunState, TrainingMonitor, write_metrics
 from .checkpoint import disk_errors, load_checkpoint
@@ -203,6 +204,11 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
         if worker_error is not None and isinstance(e, SystemError):
             # a data-loading thread failed and Paddle reports only "Blocking queue is killed": say what failed
             raise worker_error from None
+        death = loader_worker_death(e)
+        if death is not None:  # e.g. the kernel's out-of-memory killer
+            raise TrainingError(f"a data-loading worker process ({death}) stopped the run (out of memory? lower "
+                                "Data.num_workers or the batch size); continue from the last checkpoint "
+                                f"({saver.last_good()}): python tools/train.py --resume {run_dir}") from None
         raise
     finally:
         monitor.close()
