@@ -20,18 +20,34 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 def list_images(folder: str) -> list:
     """The image files under ``folder`` (recursively, by extension; hidden files and folders left out), sorted. By
-    name only (``os.scandir``: nothing is opened, so 100,000 files list in well under a second)."""
-    out, stack = [], [folder]
+    name only (``os.scandir``: nothing is opened, so 100,000 files list in well under a second). Linked folders are
+    followed, each real folder once, except a link back to ``folder`` or above it (a loop, which would list the
+    folders beside ``folder`` as its own). A folder that cannot be listed raises its ``OSError``."""
+    top = os.path.realpath(folder)
+    out, stack, seen = [], [folder], set()
     while stack:
-        with os.scandir(stack.pop()) as it:
+        path = stack.pop()
+        real = os.path.realpath(path)
+        if real in seen or (path != folder and (top + os.sep).startswith(real + os.sep)):
+            continue
+        seen.add(real)
+        with os.scandir(path) as it:
             for entry in it:
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir():
+                if _is_dir(entry):
                     stack.append(entry.path)
                 elif entry.name.lower().endswith(IMG_EXTENSIONS):
                     out.append(entry.path)
     return sorted(out)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link to itself (ELOOP): not a folder; listed by its name like any file, unreadable when read
+        return False
+
 
 #: how far from the end of a file its end marker may sit (some writers pad or append a few bytes after it)
 _TAIL = 4096

@@ -561,6 +561,38 @@ def test_a_split_or_a_class_whose_images_all_fail_ends_the_run_in_one_line(tmp_p
         one_error_line(res)
 
 
+def test_symlink_loops_are_listed_once_and_an_unlistable_folder_is_one_line(tmp_path, monkeypatch):
+    import cv2
+
+    from edgevit_paddle.errors import DataError, PredictorError
+    from edgevit_paddle.inference import expand_inputs
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            cv2.imwrite(str(d / "0.png"), np.zeros((8, 8, 3), np.uint8))
+            os.symlink("..", d / "up")  # a folder link that loops back (ELOOP after 40 rounds)
+            os.symlink("self.png", d / "self.png")  # a link to itself
+    cfg = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=imagefolder", f"Data.root={tmp_path}",
+                             "Data.image_size=32", "Data.Train.transforms=[{Resize: {size: [32, 32]}}, {ToTensor: {}}]"])
+    ds = build_dataset(cfg["Data"], "Train")
+    # a/0.png, a/self.png (unreadable when met), the same in b; a/up is not followed (it would list b inside a)
+    assert len(ds) == 4 and ds.info.num_classes == 2
+    assert ds[0][0].shape == (3, 32, 32)
+    assert len(expand_inputs([str(tmp_path / "val")])) == 4
+    real = os.scandir
+
+    def denied(path="."):
+        if str(path).endswith(os.path.join("train", "b")):
+            raise PermissionError(13, "Permission denied", str(path))  # as chmod 000 would (we run as root)
+        return real(path)
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(DataError, match=r"cannot list '.*train/b' \(Permission denied\): make it readable"):
+        build_dataset(cfg["Data"], "Train")
+    with pytest.raises(PredictorError, match=r"cannot list '.*train/b' \(Permission denied\)"):
+        expand_inputs([str(tmp_path / "train")])
+
+
 def test_files_edited_into_the_wrong_types_are_one_line_or_treated_as_damaged(tmp_path):
     run = tiny_run(tmp_path, "Global.epochs=2", "Global.keep_checkpoints=3")
     latest = run / "checkpoints" / "latest.json"

@@ -193,7 +193,11 @@ def _imagefolder(cfg: Dict[str, Any], split: str, transform):
                             "present in only one; every class needs a folder in both")
     files, labels, empty = [], [], []
     for label, cls in enumerate(classes):
-        found = list_images(os.path.join(path, cls))
+        try:
+            found = list_images(os.path.join(path, cls))
+        except OSError as e:
+            raise DataError(f"cannot list '{e.filename or os.path.join(path, cls)}' ({e.strerror or e}): make it "
+                            "readable, or remove it") from None
         if not found:
             empty.append(cls)
         files += found

@@ -211,7 +211,11 @@ def expand_inputs(inputs: Iterable[str]) -> List[str]:
     paths: List[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            paths += list_images(item)
+            try:
+                paths += list_images(item)
+            except OSError as e:
+                raise PredictorError(f"cannot list '{e.filename or item}' ({e.strerror or e}): make it readable, or "
+                                     "name the images instead") from None
         elif any(ch in item for ch in "*?[") and not os.path.exists(item):
             paths += sorted(glob.glob(item, recursive=True))
         else:
