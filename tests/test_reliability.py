@@ -574,7 +574,8 @@ def test_symlink_loops_are_listed_once_and_an_unlistable_folder_is_one_line(tmp_
             os.symlink("..", d / "up")  # a folder link that loops back (ELOOP after 40 rounds)
             os.symlink("self.png", d / "self.png")  # a link to itself
     cfg = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=imagefolder", f"Data.root={tmp_path}",
-                             "Data.image_size=32", "Data.Train.transforms=[{Resize: {size: [32, 32]}}, {ToTensor: {}}]"])
+                             "Data.image_size=32",
+                             "Data.Train.transforms=[{Resize: {size: [32, 32]}}, {ToTensor: {}}]"])
     ds = build_dataset(cfg["Data"], "Train")
     # a/0.png, a/self.png (unreadable when met), the same in b; a/up is not followed (it would list b inside a)
     assert len(ds) == 4 and ds.info.num_classes == 2
