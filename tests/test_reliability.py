@@ -594,6 +594,40 @@ def test_symlink_loops_are_listed_once_and_an_unlistable_folder_is_one_line(tmp_
         expand_inputs([str(tmp_path / "train")])
 
 
+def test_an_image_without_read_permission_is_reported_and_the_rest_go_on(tmp_path, monkeypatch):
+    import builtins
+
+    import cv2
+
+    from edgevit_paddle import image
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(tmp_path / split / cls / f"{i}.png"), np.full((8, 8, 3), 90 * i, np.uint8))
+    denied = str(tmp_path / "train" / "a" / "0.png")
+
+    def guarded(path, *args, **kw):  # as chmod 000 would (the tests run as root, who may read anything)
+        if str(path) == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kw)
+    monkeypatch.setattr(image, "open", guarded, raising=False)
+    cfg = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=imagefolder", f"Data.root={tmp_path}",
+                             "Data.image_size=32", "Data.Eval.split=train",
+                             "Data.Eval.transforms=[{Resize: {size: [32, 32]}}, {ToTensor: {}}]"])
+    ds = build_dataset(cfg["Data"], "Eval")
+    with pytest.warns(UserWarning, match="unreadable image .*a/0.png replaced by the next readable one of its class"):
+        _, label = ds[0]
+    assert int(label[0]) == 0  # class a's other image
+    from edgevit_paddle.export import export_from_config
+    folder = tmp_path / "exp"
+    export_from_config(cfg, out_dir=str(folder), formats="paddle")
+    res = tool("tools/infer.py", "--model-dir", str(folder), str(tmp_path / "train"))
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert f"error: {denied}: cannot be read (Permission denied) (skipped)" in res.stderr
+    assert len([line for line in res.stdout.splitlines() if ".png: " in line]) == 3
+
+
 def test_files_edited_into_the_wrong_types_are_one_line_or_treated_as_damaged(tmp_path):
     run = tiny_run(tmp_path, "Global.epochs=2", "Global.keep_checkpoints=3")
     latest = run / "checkpoints" / "latest.json"
