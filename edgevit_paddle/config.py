@@ -124,6 +124,7 @@ SCHEMA: Dict[str, Any] = {
         "image_size": setting(int, None, minimum=8),
         "output_dir": setting(str, None),
         "fold_bn": setting(bool, True),
+        "paddlex_name": setting(str, None),  # inference.yml's Global.model_name (default: Model.name)
     },
     "Infer": {
         "topk": setting(int, 5, minimum=1),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -147,6 +147,22 @@ def from_pil(pil: Image.Image, like: np.ndarray) -> np.ndarray:
     """A PIL image back as an array of ``like``'s layout (HWC stays HWC with one channel)."""
     out = np.asarray(pil)
     return out[:, :, None] if like.ndim == 3 and out.ndim == 2 else out
+
+
+def short_side_size(height: int, width: int, size: int) -> Tuple[int, int]:
+    """(height, width) after resizing the short side to ``size``, aspect kept: both sides scaled by
+    ``size / min(height, width)`` and rounded to the nearest pixel (Python's ``round``), as PaddleClas's and PaddleX's
+    ``ResizeImage{resize_short}`` compute it (Paddle's ``Resize`` truncates the long side instead: one pixel shorter
+    whenever its fraction is .5 or more). Training's ``Resize``, the predictor and ``inference.yml``'s readers all use
+    this."""
+    scale = size / min(height, width)
+    return round(height * scale), round(width * scale)
+
+
+def center_crop_box(height: int, width: int, crop_h: int, crop_w: int) -> Tuple[int, int]:
+    """(top, left) of a centred ``crop_h`` x ``crop_w`` crop: the offsets rounded down, as PaddleClas's and PaddleX's
+    ``CropImage`` place it (Paddle's ``CenterCrop`` rounds them to the nearest)."""
+    return (height - crop_h) // 2, (width - crop_w) // 2
 
 
 def resize_antialiased(img: np.ndarray, height: int, width: int, interpolation: str = "bicubic") -> np.ndarray:

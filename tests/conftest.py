@@ -94,6 +94,15 @@ def flowers_jpegs(out, ids=(1, 2, 3, 4000)):
 
 
 
+def exported_output(net, x):
+    """What an exported program computes for ``x`` (a tensor or an array): the model's softmax probabilities."""
+    import paddle
+
+    from edgevit_paddle.export.paddle_inference import Probabilities
+    with paddle.no_grad():
+        return Probabilities(net)(paddle.to_tensor(x)).numpy()
+
+
 def randomise_bn(model, seed=0):
     """Random BatchNorm statistics and affines (so that folding is tested on more than an identity)."""
     rng = np.random.RandomState(seed)

@@ -188,9 +188,10 @@ def test_antialiased_resize_is_pils_in_training_and_in_the_predictor(tmp_path):
     steps = from_transforms(spec)
     assert steps[0] == {"resize": {"size": 73, "interpolation": "bicubic", "antialias": True}}  # inference.yml says so
     np.testing.assert_allclose(Preprocessor(steps)(photo), build_transforms(spec, 3)(photo), atol=1e-6)
-    # exactly PIL's resize (Paddle's short-side rule: the long side truncated)
+    # exactly PIL's resize, both sides rounded (PaddleClas's and PaddleX's short-side rule; Paddle's truncates)
     h, w = photo.shape[:2]
-    size = (73, int(73 * w / h)) if h < w else (int(73 * h / w), 73)
+    size = (73, round(w * 73 / h)) if h < w else (round(h * 73 / w), 73)
+    assert size != ((73, int(73 * w / h)) if h < w else (int(73 * h / w), 73))  # this photo tells the rules apart
     resized = build_transforms(spec[:1], 3)(photo)
     pil = np.asarray(Image.fromarray(photo).resize(size[::-1], Image.BICUBIC))
     assert resized.shape[:2] == size and np.array_equal(resized, pil)

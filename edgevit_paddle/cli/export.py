@@ -28,6 +28,9 @@ def main(argv=None):
                                                        "ONNX Runtime on CPU, calibrated on training images")
     p.add_argument("--calib-images", type=int, default=64, help="training images for the INT8 calibration")
     p.add_argument("--no-fold", action="store_true", help="keep BatchNorms as they are")
+    p.add_argument("--paddlex-name", help="the model name inference.yml gives PaddleX (Global.model_name), which "
+                                          "runs only names it registers, e.g. ResNet18 (default: Export.paddlex_name, "
+                                          "else the model's own name)")
     args = p.parse_args(argv)
 
     from edgevit_paddle.config import load_config
@@ -37,10 +40,11 @@ def main(argv=None):
         if args.config or args.weights or args.int8:
             raise UserError("--model exports random weights: give either --model or -c/--weights (and --int8)")
         res = export_registered(args.model, args.out or os.path.join("output", f"{args.model}_inference"),
-                                fold=not args.no_fold, formats=args.format,
+                                fold=not args.no_fold, formats=args.format, paddlex_name=args.paddlex_name,
                                 **{s: getattr(args, s) for s in switches})
     elif args.config:
-        res = export_from_config(load_config(args.config, args.override), args.weights, args.out,
+        overrides = args.override + ([f"Export.paddlex_name={args.paddlex_name}"] if args.paddlex_name else [])
+        res = export_from_config(load_config(args.config, overrides), args.weights, args.out,
                                  fold=False if args.no_fold else None, formats=args.format, int8=args.int8,
                                  calib_images=args.calib_images)
     else:

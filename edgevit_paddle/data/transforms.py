@@ -24,9 +24,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle.vision.transforms as T
+import paddle.vision.transforms.functional as F
 
 from ..errors import ConfigError
-from ..image import from_pil, to_channels, to_pil
+from ..image import center_crop_box, from_pil, resize_antialiased, short_side_size, to_channels, to_pil
 from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD, resize_for_crop
 from .rand_augment import RandAugment
 from .random_erasing import TimmRandomErasing
@@ -46,11 +47,38 @@ class _Antialiased:
         return from_pil(super()._apply_image(to_pil(img)), img)
 
 
+def _hw(img) -> tuple:
+    return tuple(img.shape[:2]) if isinstance(img, np.ndarray) else (img.size[1], img.size[0])
+
+
 class Resize(_Antialiased, T.Resize):
-    """``paddle.vision.transforms.Resize`` (``size``, ``interpolation``) plus ``antialias`` (module doc)."""
+    """``paddle.vision.transforms.Resize`` (``size``, ``interpolation``) plus ``antialias`` (module doc); an int
+    ``size`` (the short side) rounds both sides as PaddleClas and PaddleX do (``image.short_side_size``), so a deployed
+    model's clients see the pixels its evaluation saw."""
 
     def __init__(self, size, interpolation: str = "bilinear", antialias: bool = False):
         super().__init__(size, interpolation, antialias=antialias)
+
+    def _apply_image(self, img):
+        if not isinstance(self.size, int):
+            return super()._apply_image(img)
+        h, w = _hw(img)
+        target = short_side_size(h, w, self.size)
+        if target == (h, w):
+            return img
+        if self.antialias and isinstance(img, np.ndarray):
+            return resize_antialiased(img, *target, self.interpolation)
+        return F.resize(img, target, self.interpolation)
+
+
+class CenterCrop(T.CenterCrop):
+    """``paddle.vision.transforms.CenterCrop`` with the offsets rounded down, as PaddleClas's and PaddleX's
+    ``CropImage`` place the crop (``image.center_crop_box``)."""
+
+    def _apply_image(self, img):
+        ch, cw = (int(v) for v in self.size)
+        top, left = center_crop_box(*_hw(img), ch, cw)
+        return F.crop(img, top, left, ch, cw)
 
 
 class RandomResizedCrop(_Antialiased, T.RandomResizedCrop):
@@ -61,10 +89,10 @@ class RandomResizedCrop(_Antialiased, T.RandomResizedCrop):
         super().__init__(size, scale, ratio, interpolation, antialias=antialias)
 
 
-#: ours: the antialiased resizes, and for the authors' recipe what Paddle 3.3 lacks (RandAugment) or cannot replay on
-#: resume (its RandomErasing)
-EXTRA = {"Resize": Resize, "RandomResizedCrop": RandomResizedCrop, "RandAugment": RandAugment,
-         "TimmRandomErasing": TimmRandomErasing}
+#: ours: the antialiased resizes, the resize and crop rounded as PaddleClas/PaddleX round them, and for the authors'
+#: recipe what Paddle 3.3 lacks (RandAugment) or cannot replay on resume (its RandomErasing)
+EXTRA = {"Resize": Resize, "CenterCrop": CenterCrop, "RandomResizedCrop": RandomResizedCrop,
+         "RandAugment": RandAugment, "TimmRandomErasing": TimmRandomErasing}
 ALLOWED = ("Resize", "CenterCrop", "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "RandomVerticalFlip",
            "RandomRotation", "ColorJitter", "Pad", "RandomErasing", "ToTensor", "Normalize", *EXTRA)
 

@@ -24,10 +24,10 @@ from ..labels import read_labels
 from ..registry import create_model
 from . import preprocess
 from .onnx import quantize_int8, to_onnx
-from .paddle_inference import save_paddle
+from .paddle_inference import LABEL_LIST, Probabilities, save_paddle
 
 FORMATS = ("paddle", "onnx", "all")
-#: the largest difference an export may show against the model it came from (relative to the logits' scale)
+#: the largest difference an export may show against the model it came from (its outputs are probabilities)
 TOLERANCE = 1e-4
 
 
@@ -80,7 +80,7 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
 
 
 #: what an export folder holds (anything else in a folder exported into is the user's, and is not replaced)
-EXPORT_FILES = ("inference.", "inference_int8.", ".cache")
+EXPORT_FILES = ("inference.", "inference_int8.", LABEL_LIST, ".cache")
 
 
 def _check_out_dir(out_dir: str) -> None:
@@ -107,8 +107,7 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
     checks: Dict[str, Any] = {}
     x = sample if sample is not None else np.random.RandomState(0).standard_normal([2, c, h, w]).astype(np.float32)
     if check:
-        with paddle.no_grad():
-            ref = net(paddle.to_tensor(x)).numpy()
+        ref = _probabilities(net, x)
         if not np.isfinite(ref).all():
             raise ExportError("the model's outputs are not finite (NaN or inf) on the check batch: its weights are "
                               "damaged; export from a good checkpoint")
@@ -123,6 +122,12 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
             int8_out = _predictor(out_dir, "onnxruntime", "int8").run(x)
             checks["int8_top1_agreement"] = float((int8_out.argmax(1) == onnx_out.argmax(1)).mean())
     return {"files": files, "out_dir": out_dir, "checks": checks}
+
+
+def _probabilities(net: nn.Layer, x: np.ndarray) -> np.ndarray:
+    """What the exported program computes, in dygraph (``paddle_inference.Probabilities``)."""
+    with paddle.no_grad():
+        return Probabilities(net)(paddle.to_tensor(x)).numpy()
 
 
 def _predictor(out_dir: str, backend: str, precision: str = "fp32"):
@@ -142,7 +147,7 @@ def _check_paddle(net: nn.Layer, out_dir: str, x: np.ndarray, ref: np.ndarray, c
     for size in sizes:
         xs = x if size == x.shape[2] else np.random.RandomState(1).standard_normal(
             [2, x.shape[1], size, size + cfg.stride]).astype(np.float32)
-        want = ref if xs is x else net(paddle.to_tensor(xs)).numpy()
+        want = ref if xs is x else _probabilities(net, xs)
         got = pred.run(xs)
         out = got if xs is x else out
         diff = _diff(got, want)
@@ -206,7 +211,8 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
     fold = cfg["Export"]["fold_bn"] if fold is None else fold
     meta = {"class_names": labels or [str(i) for i in range(net.num_classes)],
             "preprocess": preprocess.from_transforms(eval_transforms(cfg["Data"])),
-            "weights": os.path.abspath(weights) if weights else "random (no --weights)"}
+            "weights": os.path.abspath(weights) if weights else "random (no --weights)",
+            "paddlex_name": cfg["Export"]["paddlex_name"]}
     sample = calibration = None
     if check and size == cfg["Data"]["image_size"]:
         sample = np.concatenate(_eval_batches(cfg, "Eval", 8))
@@ -217,12 +223,12 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
 
 
 def export_registered(name: str, out_dir: str, fold: bool = True, image_size: Optional[int] = None,
-                      formats: str = "all", **model_kwargs: Any) -> Dict[str, Any]:
+                      formats: str = "all", paddlex_name: Optional[str] = None, **model_kwargs: Any) -> Dict[str, Any]:
     """Export a registered model with random weights at its default input size (for benchmarks and smoke tests),
     with the model's own eval preprocessing (``default_cfg``)."""
     net = create_model(name, **model_kwargs)
     cfg = net.default_cfg
     size = image_size or cfg.input_size[1]
     meta = {"class_names": [str(i) for i in range(net.num_classes)], "preprocess": preprocess.from_cfg(cfg, size),
-            "weights": "random (registry name)"}
+            "weights": "random (registry name)", "paddlex_name": paddlex_name}
     return export_model(net, out_dir, (cfg.in_chans, size, size), meta, fold=fold, formats=formats)

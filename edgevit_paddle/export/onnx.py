@@ -2,7 +2,8 @@
 (``inference_int8.onnx``, ONNX Runtime's quantiser), beside the Paddle files in one model folder.
 
 paddle2onnx runs with its optimiser off (``optimize_tool="None"``): its default, polygraphy, would try to install
-packages at run time; ONNX Runtime optimises the graph itself when it loads it.
+packages at run time. ``tidy`` then removes what computes nothing (onnxoptimizer) and names the dimensions; ONNX
+Runtime optimises the rest itself when it loads the graph.
 """
 from __future__ import annotations
 
@@ -45,7 +46,70 @@ def to_onnx(model_dir: str, opset: int = OPSET) -> str:
             raise failure(repr(e)) from e
         if not os.path.isfile(out):
             raise failure("no file written")
+    tidy(out)
     return out
+
+
+#: onnxoptimizer's passes that only remove or merge what computes nothing (each checked numerically by the export);
+#: paddle2onnx's graph of EdgeViT-XXS: 2,214 nodes (790 Constant, 584 Identity) -> 840
+_TIDY_PASSES = ["eliminate_identity", "eliminate_deadend", "extract_constant_to_initializer",
+                "eliminate_unused_initializer", "eliminate_duplicate_initializer", "eliminate_nop_transpose",
+                "eliminate_nop_reshape", "fuse_consecutive_transposes", "fuse_consecutive_squeezes",
+                "fuse_consecutive_unsqueezes", "eliminate_common_subexpression", "eliminate_nop_with_unit",
+                "eliminate_nop_concat", "eliminate_nop_split"]
+#: the names of the input's dimensions (paddle2onnx writes ``DynamicDimension.<n>``)
+INPUT_DIMS = ("batch", "channels", "height", "width")
+
+
+def tidy(path: str) -> None:
+    """Make paddle2onnx's file what ONNX Runtime, OpenVINO and Netron load without a word: no node that computes
+    nothing (onnxoptimizer's elimination passes), constant ``Unsqueeze``s folded into initializers (ONNX Runtime warns
+    that it cannot remove them when a weight feeds several), named dimensions (``batch``, ``height``, ``width``; the
+    output's ``batch``), our producer name and version, and only the operator domains the nodes use."""
+    import onnx
+    import onnxoptimizer
+
+    from .. import __version__
+    model = onnxoptimizer.optimize(onnx.load(path), _TIDY_PASSES, fixed_point=True)
+    _fold_constant_unsqueezes(model.graph)
+    model = onnxoptimizer.optimize(model, ["eliminate_unused_initializer"])
+    renamed = {}
+    for vi in model.graph.input:
+        for name, dim in zip(INPUT_DIMS, vi.type.tensor_type.shape.dim):
+            if not dim.HasField("dim_value"):
+                renamed[dim.dim_param] = name
+                dim.dim_param = name
+    for vi in list(model.graph.output) + list(model.graph.value_info):
+        for dim in vi.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value") and dim.dim_param in renamed:
+                dim.dim_param = renamed[dim.dim_param]
+    for vi in model.graph.output:
+        first = vi.type.tensor_type.shape.dim[0]
+        if not first.HasField("dim_value"):
+            first.dim_param = "batch"
+    model.producer_name, model.producer_version = "edgevit-paddle", __version__
+    used = {n.domain or "" for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if (o.domain or "") in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, path)
+
+
+def _fold_constant_unsqueezes(graph) -> None:
+    """Each ``Unsqueeze`` of an initializer by constant axes becomes an initializer holding its result."""
+    from onnx import numpy_helper
+    inits = {t.name: t for t in graph.initializer}
+    for node in list(graph.node):
+        if node.op_type == "Unsqueeze" and len(node.input) == 2 and all(i in inits for i in node.input):
+            value = numpy_helper.to_array(inits[node.input[0]])
+            axes = numpy_helper.to_array(inits[node.input[1]]).reshape(-1)
+            for axis in sorted(int(a) % (value.ndim + len(axes)) for a in axes):
+                value = np.expand_dims(value, axis)
+            folded = numpy_helper.from_array(value, node.output[0])
+            graph.initializer.append(folded)
+            inits[folded.name] = folded
+            graph.node.remove(node)
 
 
 class _Batches:

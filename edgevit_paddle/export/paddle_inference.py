@@ -1,6 +1,8 @@
 """Dygraph -> Paddle Inference: ``inference.json`` + ``inference.pdiparams`` (Paddle 3, PIR) with a dynamic batch
 (and dynamic height and width unless the model has a fixed input size), BatchNorms folded (``fold.py``), and
-``inference.yml``: what a predictor needs (input size, stride, preprocessing, class names, model and variant).
+``inference.yml``: what a predictor needs (input size, stride, preprocessing, class names, model and variant), and the
+same in PaddleClas's and PaddleX's sections (``ecosystem.py``); ``label_list.txt``: PaddleClas's label map. The
+program ends in a softmax: it outputs probabilities (``output: probabilities``).
 """
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from typing import Any, Dict, Sequence
 
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 import yaml
 
 from ..errors import ExportError
+from .ecosystem import class_id_map, paddle_sections
 from .fold import fold_batchnorm, remaining_batchnorms
 
 
@@ -24,7 +28,8 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
         out_dir: folder to write.
         input_size: (C, H, W) the model is exported for (the preprocessing ends there); the batch is dynamic, and
             so are H and W (any multiple of the stride) unless ``default_cfg.fixed_input_size``.
-        meta: sidecar fields (preprocess, class_names, weights...), written to ``inference.yml``.
+        meta: sidecar fields (preprocess, class_names, weights...), written to ``inference.yml``; ``paddlex_name``
+            (None: the model's name) is the ``Global.model_name`` written for PaddleX.
         fold: fold BatchNorms first (``fold_batchnorm``).
     Returns:
         The paths written.
@@ -41,7 +46,9 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
     prefix = os.path.join(out_dir, "inference")
     c, h, w = (int(v) for v in input_size)
     spec = [None, c, h, w] if cfg.fixed_input_size else [None, c, None, None]
-    paddle.jit.save(model, prefix, input_spec=[InputSpec(spec, "float32", "x")])
+    paddle.jit.save(Probabilities(model), prefix, input_spec=[InputSpec(spec, "float32", "x")])
+    meta = dict(meta)
+    their_name = meta.pop("paddlex_name", None) or cfg.name
     sidecar = {
         "model": cfg.name,
         "variant": {k: v for k, v in cfg.variant.items() if v is not None},
@@ -51,10 +58,35 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
         "stride": cfg.stride,
         "fixed_input_size": cfg.fixed_input_size,
         "channel_order": "RGB" if c == 3 else "GREY",
+        "output": OUTPUT,
         "folded_batchnorms": len(getattr(model, "folded_bn", [])),
         "remaining_batchnorms": len(remaining_batchnorms(model)),
         "paddle_version": paddle.__version__,
     }
+    names = list(sidecar.get("class_names") or [str(i) for i in range(net.num_classes)])
+    theirs, why_not = paddle_sections(sidecar["preprocess"], names, their_name, c)
+    sidecar.update(theirs or {"paddleclas_paddlex": f"not written: {why_not}"})
     with open(prefix + ".yml", "w", encoding="utf-8") as f:
         yaml.safe_dump(sidecar, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
-    return {k: prefix + ext for k, ext in (("model", ".json"), ("params", ".pdiparams"), ("sidecar", ".yml"))}
+    with open(os.path.join(out_dir, LABEL_LIST), "w", encoding="utf-8") as f:
+        f.write(class_id_map(names))
+    return {k: prefix + ext for k, ext in (("model", ".json"), ("params", ".pdiparams"), ("sidecar", ".yml"))} | \
+        {"labels": os.path.join(out_dir, LABEL_LIST)}
+
+
+#: what the exported program outputs (``inference.yml``'s ``output``): class probabilities, as PaddleClas's export
+#: ends in a softmax, so every client prints probabilities; exports older than this field output logits
+OUTPUT = "probabilities"
+#: PaddleClas's label map beside the model (``<id> <name>`` per line)
+LABEL_LIST = "label_list.txt"
+
+
+class Probabilities(nn.Layer):
+    """The exported program: the model, then a softmax over the classes."""
+
+    def __init__(self, net: nn.Layer):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return F.softmax(self.net(x), axis=-1)

@@ -1,11 +1,12 @@
 """The predictor's preprocessing (``inference.yml``'s ``preprocess`` steps) from a config's eval transforms or from a
 model's ``default_cfg``, always ending at the exported input size.
 
-Steps: ``resize`` (``size`` int: the short side, aspect kept, the long side truncated; ``[h, w]``: exactly;
-``interpolation``; ``antialias: true``: PIL's filter, which low-passes when shrinking, else OpenCV's), ``center_crop``,
-``to_float`` (divide by 255) and ``normalize`` -- what ``paddle.vision.transforms`` Resize/CenterCrop/ToTensor/Normalize
-(and our ``Resize(antialias=True)``) do on a NumPy image, which training's eval pipeline uses, so the predictor sees
-the same numbers.
+Steps: ``resize`` (``size`` int: the short side, aspect kept, both sides rounded as PaddleClas and PaddleX round them;
+``[h, w]``: exactly; ``interpolation``; ``antialias: true``: PIL's filter, which low-passes when shrinking, else
+OpenCV's), ``center_crop`` (offsets rounded down, as theirs), ``to_float`` (divide by 255) and ``normalize`` -- what
+training's eval pipeline (``data/transforms.py``: our ``Resize`` and ``CenterCrop``, Paddle's ``ToTensor`` and
+``Normalize``) does on a NumPy image, so the predictor sees the same numbers. ``ecosystem.py`` writes the same steps in
+PaddleClas's and PaddleX's vocabulary.
 """
 from __future__ import annotations
 

@@ -126,7 +126,9 @@ class Predictor:
                                  f"{out.shape[-1]} outputs: re-export the model")
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for a preprocessed batch [N, C, H, W] (cast to float32); another shape is a one-line error."""
+        """The program's outputs for a preprocessed batch [N, C, H, W] (cast to float32): probabilities
+        (``output: probabilities`` in inference.yml), or logits from an export older than that field. Another shape is
+        a one-line error."""
         batch = np.asarray(batch)
         c = self.input_size[0]
         if batch.ndim != 4 or batch.shape[1] != c:
@@ -143,8 +145,16 @@ class Predictor:
         p = np.exp(logits)
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    @property
+    def outputs_probabilities(self) -> bool:
+        return self.meta.get("output") == "probabilities"
+
+    def as_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """The program's outputs [N, classes] as probabilities (a softmax for an export that outputs logits)."""
+        return outputs.astype(np.float32) if self.outputs_probabilities else self.softmax(outputs)
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return self.softmax(self.run(batch))
+        return self.as_probabilities(self.run(batch))
 
     def predict_paths(self, paths: Sequence[str], topk: int = 5) -> Iterator[Dict[str, Any]]:
         """For each path, in order: ``{"path", "topk": [{"class_id", "label", "score"}...]}``, or
@@ -197,7 +207,7 @@ class Predictor:
                 yield {"path": path, "error": "the model produced non-finite scores (NaN or inf) for this image: "
                                               "its weights are damaged; re-export from a good checkpoint"}
                 continue
-            p = self.softmax(logits[None])[0]
+            p = self.as_probabilities(logits[None])[0]
             ids = np.argsort(-p)[: min(topk, p.shape[0])]
             yield {"path": path, "topk": [{"class_id": int(i), "label": self.label(int(i)), "score": float(p[i])}
                                           for i in ids]}

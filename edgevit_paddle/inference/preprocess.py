@@ -12,22 +12,19 @@ import cv2
 import numpy as np
 
 from ..errors import PredictorError
-from ..image import resize_antialiased, to_channels
+from ..image import center_crop_box, resize_antialiased, short_side_size, to_channels
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
            "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 
 
 def resize(img: np.ndarray, size, interpolation: str = "bilinear", antialias: bool = False) -> np.ndarray:
-    """An int resizes the shorter side (aspect kept, sizes truncated as Paddle does); [h, w] resizes exactly.
-    ``antialias``: PIL's resize (low-passes when shrinking, as timm's eval transform), else OpenCV's."""
+    """An int resizes the shorter side (aspect kept, both sides rounded: ``image.short_side_size``); [h, w] resizes
+    exactly. ``antialias``: PIL's resize (low-passes when shrinking, as timm's eval transform), else OpenCV's."""
     h, w = img.shape[:2]
-    if isinstance(size, int):
-        if (w <= h and w == size) or (h <= w and h == size):
-            return img
-        oh, ow = (int(size * h / w), size) if w < h else (size, int(size * w / h))
-    else:
-        oh, ow = int(size[0]), int(size[1])
+    oh, ow = short_side_size(h, w, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if (oh, ow) == (h, w):
+        return img
     if antialias:
         return resize_antialiased(img, oh, ow, interpolation)
     out = cv2.resize(img, (ow, oh), interpolation=_INTERP[interpolation])
@@ -36,8 +33,7 @@ def resize(img: np.ndarray, size, interpolation: str = "bilinear", antialias: bo
 
 def center_crop(img: np.ndarray, size) -> np.ndarray:
     ch, cw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    h, w = img.shape[:2]
-    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    top, left = center_crop_box(img.shape[0], img.shape[1], ch, cw)
     return img[top:top + ch, left:left + cw]
 
 
