@@ -10,13 +10,19 @@ the benchmark, the complexity table, the summary tool and the trainer read it in
   the variant ``switches`` the family studies with their choices, and the value of each for this model (``variant``);
 - ``arch``: every constructor argument as resolved (preset, then the user's), except those that only regularise
   training (dropout rates). Two models with equal ``arch`` hold interchangeable weights: this is the identity stored
-  with checkpoints and checked before weights are loaded.
+  with checkpoints and checked before weights are loaded;
+- timm's other fields: ``num_classes``, ``first_conv`` and ``classifier`` (layer names), ``pool_size`` (the last
+  feature map at ``input_size``), ``crop_mode``.
+
+It reads as timm's does, as attributes and as a mapping (``cfg.mean``, ``cfg["mean"]``, ``cfg.get("crop_pct")``,
+``dict(cfg)``); ``eval_transform``/``train_transform`` are its transforms as a config's list, which
+``data.create_transform`` builds and the export's preprocessing follows.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 #: the attribute every classifier here keeps its head in (``Classifier.classifier_name``; timm's
 #: ``default_cfg["classifier"]``)
@@ -34,7 +40,7 @@ def resize_for_crop(size: int, crop_pct: float = DEFAULT_CROP_PCT) -> int:
 
 
 @dataclass(frozen=True)
-class ModelCfg:
+class ModelCfg(Mapping):
     """What a model says about itself (see module doc). Frozen: derive a changed copy with ``replace``."""
 
     name: str
@@ -49,9 +55,42 @@ class ModelCfg:
     switches: Mapping[str, Tuple[Optional[str], ...]] = field(default_factory=dict)
     variant: Mapping[str, Any] = field(default_factory=dict)
     arch: Mapping[str, Any] = field(default_factory=dict)
+    num_classes: int = 1000
+    first_conv: str = ""
+    classifier: str = CLASSIFIER
+    pool_size: Optional[Tuple[int, int]] = None
+    crop_mode: str = "center"
 
     def replace(self, **changes: Any) -> "ModelCfg":
         return replace(self, **changes)
+
+    # timm reads its cfg as a dict
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
+
+    def eval_transform(self, size: Optional[int] = None) -> List[Dict[str, Any]]:
+        """The model's own eval transform, as a config's transform list: the short side to ``size / crop_pct``
+        (antialiased, as timm's PIL transform resizes), the centre ``size`` crop, to [0, 1], mean/std."""
+        size = int(size or self.input_size[1])
+        return [{"Resize": {"size": self.eval_resize(size), "interpolation": self.interpolation, "antialias": True}},
+                {"CenterCrop": {"size": size}}, {"ToTensor": {}},
+                {"Normalize": {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}}]
+
+    def train_transform(self, size: Optional[int] = None) -> List[Dict[str, Any]]:
+        """timm's basic training transform for the model: random resized crop (scale 0.08-1), horizontal flip,
+        to [0, 1], mean/std."""
+        size = int(size or self.input_size[1])
+        return [{"RandomResizedCrop": {"size": size, "interpolation": self.interpolation, "antialias": True}},
+                {"RandomHorizontalFlip": {}}, {"ToTensor": {}},
+                {"Normalize": {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}}]
 
     @property
     def in_chans(self) -> int:

@@ -306,3 +306,38 @@ def test_timms_create_model_arguments(tmp_path):
     np.testing.assert_array_equal(net.head.weight.numpy(), src.head.weight.numpy())
     with pytest.raises(WeightsError, match="Model.norm: 'gn' in the weights, 'ln' in the config"):
         ep.create_model("edgevit_xxs", num_classes=5, norm="ln", checkpoint_path=str(tmp_path / "w.safetensors"))
+
+
+@pytest.mark.parametrize("name", ep.list_models())
+def test_timms_model_and_data_api(name, tmp_path):
+    """default_cfg / pretrained_cfg read as timm's (attributes and a mapping, with its fields), reset_classifier
+    takes global_pool, and resolve_data_config + create_transform give the eval transform the export's predictor
+    computes."""
+    from conftest import flowers_jpegs
+
+    from edgevit_paddle.data import create_transform, resolve_data_config
+    from edgevit_paddle.errors import ModelError
+    from edgevit_paddle.export.preprocess import from_cfg
+    from edgevit_paddle.image import read_image
+    from edgevit_paddle.inference.preprocess import Preprocessor
+    model = ep.create_model(name, num_classes=7)
+    cfg = model.pretrained_cfg
+    assert cfg is model.default_cfg and cfg["mean"] == cfg.mean and cfg.get("crop_pct") == cfg.crop_pct
+    assert cfg.get("url") is None and "url" not in cfg and dict(cfg)["input_size"] == cfg.input_size
+    assert cfg["num_classes"] == 7 and cfg["classifier"] == "head" and isinstance(model.get_classifier(), nn.Linear)
+    first = dict(model.named_sublayers())[cfg["first_conv"]]
+    assert isinstance(first, nn.Conv2D) and first.weight.shape[1] == cfg.in_chans
+    assert cfg["pool_size"] == (cfg.input_size[1] // cfg.stride, cfg.input_size[2] // cfg.stride)
+    model.reset_classifier(3, global_pool=model.global_pools[-1])
+    assert model.default_cfg["num_classes"] == 3 and model.get_classifier().weight.shape[1] == 3
+    with pytest.raises(ModelError, match="global_pool 'max' is not one of"):
+        model.reset_classifier(3, global_pool="max")
+    size = cfg.small_size()
+    data = resolve_data_config({"img_size": size}, model=model)
+    assert data == {"input_size": (cfg.in_chans, size, size), "interpolation": cfg.interpolation,
+                    "mean": tuple(cfg.mean), "std": tuple(cfg.std), "crop_pct": cfg.crop_pct, "crop_mode": "center"}
+    photo = read_image(flowers_jpegs(tmp_path, ids=(4000,))[0])  # real, not square
+    want = Preprocessor(from_cfg(cfg, size), cfg.in_chans)(photo)
+    np.testing.assert_allclose(np.asarray(create_transform(**data)(photo)), want, atol=1e-6)
+    train = create_transform(**data, is_training=True)(photo)
+    assert tuple(np.asarray(train).shape) == (cfg.in_chans, size, size)

@@ -28,7 +28,7 @@ import paddle.vision.transforms.functional as F
 
 from ..errors import ConfigError
 from ..image import center_crop_box, from_pil, resize_antialiased, short_side_size, to_channels, to_pil
-from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD, resize_for_crop
+from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD, ModelCfg, resize_for_crop
 from .rand_augment import RandAugment
 from .random_erasing import TimmRandomErasing
 
@@ -194,3 +194,36 @@ def default_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMA
     else:
         spec = [{"Resize": {"size": resize_for_crop(image_size)}}, {"CenterCrop": {"size": image_size}}]
     return spec + [{"ToTensor": {}}, {"Normalize": {"mean": list(mean), "std": list(std)}}]
+
+
+#: what ``resolve_data_config`` returns and ``create_transform`` takes (timm's data config)
+DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
+def resolve_data_config(args: Optional[Dict[str, Any]] = None, pretrained_cfg=None, model=None) -> Dict[str, Any]:
+    """timm's ``resolve_data_config``: the data config of ``model`` (its ``default_cfg``) or of ``pretrained_cfg``,
+    with what ``args`` sets over it (``{"input_size": (3, 96, 96)}``; ``img_size`` sets the sides)."""
+    cfg = pretrained_cfg if pretrained_cfg is not None else getattr(model, "default_cfg", None)
+    if cfg is None:
+        raise ConfigError("resolve_data_config needs a model or a pretrained_cfg")
+    out = {k: (tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k]) for k in DATA_CONFIG_KEYS}
+    args = dict(args or {})
+    if args.get("img_size"):
+        side = int(args.pop("img_size"))
+        out["input_size"] = (out["input_size"][0], side, side)
+    out.update({k: v for k, v in args.items() if k in DATA_CONFIG_KEYS and v is not None})
+    return out
+
+
+def create_transform(input_size, is_training: bool = False, interpolation: str = "bilinear",
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.875, crop_mode: str = "center"):
+    """timm's ``create_transform`` for ``resolve_data_config``'s output: the model's eval transform (what the export
+    and the predictor compute; ``ModelCfg.eval_transform``) or its basic training one, on HWC uint8 RGB arrays."""
+    if crop_mode != "center":
+        raise ConfigError(f"crop_mode '{crop_mode}': only 'center' is supported")
+    channels, side = (int(input_size[0]), int(input_size[-1])) if isinstance(input_size, (list, tuple)) \
+        else (3, int(input_size))
+    cfg = ModelCfg("", "", (channels, side, side), interpolation=interpolation, mean=tuple(mean), std=tuple(std),
+                   crop_pct=float(crop_pct))
+    return build_transforms(cfg.train_transform() if is_training else cfg.eval_transform(), channels)
+

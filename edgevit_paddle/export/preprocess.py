@@ -48,12 +48,9 @@ def from_transforms(spec: Sequence[Dict[str, Any]]) -> Steps:
 
 
 def from_cfg(cfg: ModelCfg, size: Optional[int] = None) -> Steps:
-    """The model's own eval preprocessing (``default_cfg``: resize, centre crop, mean/std), antialiased as timm's
-    ``create_transform`` (PIL) resizes."""
-    size = int(size or cfg.input_size[1])
-    return [{"resize": _resize_args(cfg.eval_resize(size), cfg.interpolation, True)},
-            {"center_crop": {"size": size}}, {"to_float": {"divisor": 255.0}},
-            {"normalize": {"mean": [float(v) for v in cfg.mean], "std": [float(v) for v in cfg.std]}}]
+    """The model's own eval preprocessing (``ModelCfg.eval_transform``: resize, centre crop, mean/std, antialiased
+    as timm's ``create_transform`` (PIL) resizes)."""
+    return from_transforms(cfg.eval_transform(size))
 
 
 def _pair(size: Any) -> Optional[tuple]:

@@ -62,8 +62,11 @@ class Classifier(nn.Layer):
         cfg = ModelCfg(name=name, family=self.family, **{**self.cfg_defaults, **preset})
         side = getattr(self, "img_size", None)  # a model built for one input size (ViT's position grid)
         h, w = (side, side) if side else cfg.input_size[1:]
+        first_conv = next((n for n, layer in self.named_sublayers() if isinstance(layer, nn.Conv2D)), "")
         return cfg.replace(input_size=(int(self.in_chans), int(h), int(w)), stride=int(self.stride),
-                           switches=dict(self.switches), variant=dict(self.variant), arch=dict(arch))
+                           switches=dict(self.switches), variant=dict(self.variant), arch=dict(arch),
+                           num_classes=int(self.num_classes), first_conv=first_conv, classifier=self.classifier_name,
+                           pool_size=(int(h) // int(self.stride), int(w) // int(self.stride)))
 
     @property
     def default_cfg(self) -> ModelCfg:
@@ -71,6 +74,11 @@ class Classifier(nn.Layer):
         family's defaults under their class name, with no ``arch``."""
         cfg = getattr(self, "_default_cfg", None)
         return cfg if cfg is not None else self._make_default_cfg(type(self).__name__, {}, {})
+
+    @property
+    def pretrained_cfg(self) -> ModelCfg:
+        """timm's newer name for ``default_cfg``: the same object."""
+        return self.default_cfg
 
     @property
     def default_input_size(self) -> Tuple[int, int, int]:
@@ -102,13 +110,26 @@ class Classifier(nn.Layer):
     def get_classifier(self) -> nn.Layer:
         return getattr(self, self.classifier_name)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a new ``num_classes``-way Linear (0: no head, ``forward`` returns pooled features)."""
+    #: the pooling choices of ``forward_head`` (timm's ``global_pool``); a family with a choice keeps it in
+    #: ``self.global_pool``
+    global_pools: Tuple[str, ...] = ("avg",)
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Replace the head with a new ``num_classes``-way Linear (0: no head, ``forward`` returns pooled features);
+        ``global_pool`` (timm's argument) picks the pooling among ``global_pools`` (None: keep it)."""
         if int(num_classes) < 0:
             raise ModelError(f"num_classes must be >= 0, got {num_classes}")
+        if global_pool is not None:
+            if global_pool not in self.global_pools:
+                raise ModelError(f"global_pool '{global_pool}' is not one of {self.model_name}'s: "
+                                 f"{', '.join(self.global_pools)}")
+            if len(self.global_pools) > 1:
+                self.global_pool = global_pool
         self.num_classes = int(num_classes)
         self.head = nn.Linear(self.num_features, self.num_classes) if num_classes > 0 else nn.Identity()
         self.head.apply(self._init_weights)
+        if getattr(self, "_default_cfg", None) is not None:
+            self._default_cfg = self._default_cfg.replace(num_classes=self.num_classes)
 
     # ------------------------------------------------------------------------------------------- fine-tuning
 

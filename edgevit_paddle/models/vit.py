@@ -109,6 +109,7 @@ class VisionTransformer(Classifier):
     switches = {}
     #: a BatchNorm final norm folds into the head (class-token selection and averaging commute with it)
     bn_folds = (("norm", "head", "in"),)
+    global_pools = ("token", "avg")
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim: int = 192, depth: int = 12, num_heads: int = 3, head_dim: Optional[int] = None,
@@ -117,7 +118,7 @@ class VisionTransformer(Classifier):
                  global_pool: str = "token"):
         super().__init__()
         check_choice("norm", norm, NORMS)
-        check_choice("global_pool", global_pool, ("token", "avg"))
+        check_choice("global_pool", global_pool, self.global_pools)
         if ffn_norm is not None:
             check_choice("ffn_norm", ffn_norm, NORMS)
         self.check_class_and_channel_counts(num_classes, in_chans)
