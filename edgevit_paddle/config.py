@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from .data.datasets import DATASET_NAMES
-from .data.transforms import check_transforms, output_size
+from .data.transforms import check_transforms, output_size, with_sizes
 from .errors import ConfigError, ModelError
 from .files import write_text_atomic
 from .registry import model_entrypoint
@@ -74,7 +74,8 @@ SCHEMA: Dict[str, Any] = {
     "Data": {
         "dataset": setting(str, required=True, choices=DATASET_NAMES),
         "root": setting(str, None),
-        "image_size": setting(int, 224, minimum=8),
+        "image_size": setting(int, 224, minimum=8),  # the size transforms that state none get (with_sizes)
+        "crop_pct": setting(float, 0.875, minimum=0.01),  # timm's: a sizeless eval Resize is image_size / crop_pct
         "channels": setting(int, 3, choices=(1, 3)),
         "num_workers": setting(int, 0, minimum=0),
         "split_seed": setting(int, 0),
@@ -312,6 +313,7 @@ def validate(data: Dict[str, Any], src: str = "config") -> Dict[str, Any]:
     for split in ("Train", "Eval"):
         spec = cfg["Data"][split]["transforms"]
         check_transforms(spec, f"{src}: Data.{split}.transforms")
+        spec = cfg["Data"][split]["transforms"] = with_sizes(spec, size, cfg["Data"]["crop_pct"])
         out = output_size(spec)
         if out is not None and out != size:
             where = f"{out}x{out}" if out > 0 else "a non-square size"

@@ -156,3 +156,20 @@ def test_paddleclas_names_point_to_ours():
         with pytest.raises(ConfigError, match=re.escape(pointer)) as e:
             load_config(None, ["Model.name=edgevit_xxs", override])
         assert "PaddleClas's name" in str(e.value)
+
+
+def test_image_size_drives_the_transforms_that_state_no_size():
+    """As timm's input_size and crop_pct drive create_transform: one setting moves the strong recipe to 64 px."""
+    strong = os.path.join(ROOT, "configs", "edgevit", "edgevit_xxs_flowers102_strong.yaml")
+    for size in (64, 128):
+        cfg = load_config(strong, [f"Data.image_size={size}"])
+        assert cfg["Data"]["Train"]["transforms"][0] == {"RandomResizedCrop": {"scale": [0.35, 1.0], "size": size}}
+        assert cfg["Data"]["Eval"]["transforms"][:2] == [{"Resize": {"size": size}}, {"CenterCrop": {"size": size}}]
+    cfg = load_config(strong, ["Data.image_size=64", "Data.crop_pct=0.875"])
+    assert cfg["Data"]["Eval"]["transforms"][0] == {"Resize": {"size": 73}}  # round(64 / 0.875)
+    with pytest.raises(ConfigError, match="end at 128x128, but Data.image_size is 64"):  # a stated size is kept
+        load_config(strong, ["Data.image_size=64", "Data.Eval.transforms.1.CenterCrop.size=128"])
+    default = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=flowers102", "Data.image_size=64",
+                                 "Data.crop_pct=0.5"])
+    from edgevit_paddle.data import eval_transforms
+    assert eval_transforms(default["Data"])[0] == {"Resize": {"size": 128}}

@@ -27,6 +27,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from ..errors import DataError
+from ..model_cfg import DEFAULT_CROP_PCT
 from .labeled import LabeledDataset
 from .sources import SOURCES, class_dirs
 from .transforms import build_transforms, default_transforms
@@ -55,7 +56,8 @@ def transforms_spec(data_cfg: Dict[str, Any], split_section: str) -> List[Dict[s
         return spec
     grey = SOURCES[data_cfg["dataset"]].grey
     mean_std = ([0.5] * data_cfg["channels"], [0.5] * data_cfg["channels"]) if grey else ()
-    return default_transforms(data_cfg["image_size"], split_section == "Train", *mean_std, flip=not grey)
+    return default_transforms(data_cfg["image_size"], split_section == "Train", *mean_std, flip=not grey,
+                              crop_pct=data_cfg.get("crop_pct", DEFAULT_CROP_PCT))
 
 
 def eval_transforms(data_cfg: Dict[str, Any]) -> List[Dict[str, Any]]:

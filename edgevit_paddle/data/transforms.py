@@ -28,7 +28,7 @@ import paddle.vision.transforms.functional as F
 
 from ..errors import ConfigError
 from ..image import center_crop_box, from_pil, resize_antialiased, short_side_size, to_channels, to_pil
-from ..model_cfg import IMAGENET_MEAN, IMAGENET_STD, ModelCfg, resize_for_crop
+from ..model_cfg import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ModelCfg, resize_for_crop
 from .rand_augment import RandAugment
 from .random_erasing import TimmRandomErasing
 
@@ -144,6 +144,22 @@ def check_transforms(spec: Optional[Sequence[Any]], where: str) -> None:
 _SIZING = {"Resize": "size", "CenterCrop": "size", "RandomResizedCrop": "size", "RandomCrop": "size"}
 
 
+def with_sizes(spec: Optional[Sequence[Dict[str, Any]]], image_size: int, crop_pct: float):
+    """``spec`` with the size of every sizing transform that states none: crops get ``image_size``, a ``Resize`` the
+    short side ``image_size / crop_pct`` (timm's ``input_size`` and ``crop_pct`` driving ``create_transform``), so
+    ``Data.image_size`` alone moves a recipe to another size. A stated size is kept."""
+    if spec is None:
+        return None
+    out = []
+    for item in spec:
+        (name, args), = item.items()
+        args = dict(args or {})
+        if name in _SIZING and _SIZING[name] not in args:
+            args[_SIZING[name]] = resize_for_crop(image_size, crop_pct) if name == "Resize" else int(image_size)
+        out.append({name: args})
+    return out
+
+
 def output_size(spec: Optional[Sequence[Any]]) -> Optional[int]:
     """The square side a transforms list ends at, when its last sizing transform fixes one (a crop, or a resize to
     [s, s]); None when it does not (no sizing transform, or a short-side resize whose other side follows the image)."""
@@ -186,13 +202,14 @@ def build_transforms(spec: Optional[Sequence[Dict[str, Any]]], channels: int, wh
     return T.Compose(ops)
 
 
-def default_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip: bool = True):
+def default_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip: bool = True,
+                       crop_pct: float = DEFAULT_CROP_PCT):
     """The transforms used when a config gives none: RandomResizedCrop/flip for training, resize+center crop else."""
     if train:
         spec = [{"RandomResizedCrop": {"size": image_size, "scale": [0.35, 1.0]}}]
         spec += [{"RandomHorizontalFlip": {}}] if flip else []
     else:
-        spec = [{"Resize": {"size": resize_for_crop(image_size)}}, {"CenterCrop": {"size": image_size}}]
+        spec = [{"Resize": {"size": resize_for_crop(image_size, crop_pct)}}, {"CenterCrop": {"size": image_size}}]
     return spec + [{"ToTensor": {}}, {"Normalize": {"mean": list(mean), "std": list(std)}}]
 
 
