@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -48,9 +50,11 @@ def compile_into(folder: str) -> None:
 
     from ..native_output import native_output_redirected
     os.makedirs(folder, exist_ok=True)
-    print(f"edgevit_paddle: compiling the CPU kernels once into {folder} (about a minute of CPU time; the layers "
-          "wait for it)", file=sys.stderr, flush=True)
+    print(f"edgevit_paddle: compiling the CPU kernels once into {folder} (about 1.5 CPU-minutes: a minute on two "
+          "cores; the layers wait for it)", file=sys.stderr, flush=True)
     started = time.time()
+    done, console = threading.Event(), _console()
+    threading.Thread(target=_heartbeat, args=(done, started, console), daemon=True).start()
     with open(os.path.join(folder, "build.log"), "w", encoding="utf-8") as log, \
             native_output_redirected(True, log), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), \
             warnings.catch_warnings():
@@ -64,11 +68,35 @@ def compile_into(folder: str) -> None:
             load(name=NAME, sources=SOURCES, extra_cxx_cflags=CXX_FLAGS, extra_ldflags=LD_FLAGS,
                  extra_include_paths=[_HERE], build_directory=folder)
         finally:
+            done.set()
             for lg, level in zip(quiet, levels):
                 lg.setLevel(level)
+            if console is not sys.stderr:
+                console.close()
     with open(os.path.join(folder, "ok"), "w", encoding="utf-8") as f:
         f.write(paddle.__version__)
     print(f"edgevit_paddle: CPU kernels built in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+#: how often a build says it is still going
+HEARTBEAT_S = 15
+
+
+def _console():
+    """Where the user sees stderr, before the build sends the process's own stderr to its log."""
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w")
+    except (AttributeError, OSError, io.UnsupportedOperation):  # a stream with no descriptor (a test's capture)
+        return sys.stderr
+
+
+def _heartbeat(done: threading.Event, started: float, console) -> None:
+    while not done.wait(HEARTBEAT_S):
+        try:
+            print(f"edgevit_paddle: still compiling the CPU kernels ({time.time() - started:.0f} s so far)",
+                  file=console, flush=True)
+        except (OSError, ValueError):  # closed as the build ended
+            return
 
 
 def load_or_build(folder: str) -> None:
