@@ -17,6 +17,7 @@ from .data.datasets import DATASET_NAMES
 from .data.transforms import check_transforms, output_size, with_sizes
 from .errors import ConfigError, ModelError
 from .files import write_text_atomic
+from .model_cfg import DEFAULT_CROP_PCT
 from .registry import model_entrypoint
 
 
@@ -75,7 +76,7 @@ SCHEMA: Dict[str, Any] = {
         "dataset": setting(str, required=True, choices=DATASET_NAMES),
         "root": setting(str, None),
         "image_size": setting(int, 224, minimum=8),  # the size transforms that state none get (with_sizes)
-        "crop_pct": setting(float, 0.875, minimum=0.01),  # timm's: a sizeless eval Resize is image_size / crop_pct
+        "crop_pct": setting(float, DEFAULT_CROP_PCT, minimum=0.01),  # a sizeless eval Resize: image_size / crop_pct
         "channels": setting(int, 3, choices=(1, 3)),
         "num_workers": setting(int, 0, minimum=0),
         "split_seed": setting(int, 0),

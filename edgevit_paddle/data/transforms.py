@@ -232,8 +232,8 @@ def resolve_data_config(args: Optional[Dict[str, Any]] = None, pretrained_cfg=No
     return out
 
 
-def create_transform(input_size, is_training: bool = False, interpolation: str = "bilinear",
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.875, crop_mode: str = "center"):
+def create_transform(input_size, is_training: bool = False, interpolation: str = "bilinear", mean=IMAGENET_MEAN,
+                     std=IMAGENET_STD, crop_pct: float = DEFAULT_CROP_PCT, crop_mode: str = "center"):
     """timm's ``create_transform`` for ``resolve_data_config``'s output: the model's eval transform (what the export
     and the predictor compute; ``ModelCfg.eval_transform``) or its basic training one, on HWC uint8 RGB arrays."""
     if crop_mode != "center":
