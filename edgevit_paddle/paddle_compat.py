@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import paddle
 import paddle.nn as nn
@@ -168,12 +168,21 @@ def shutdown_loader_iterator(iterator) -> None:
         iterator._try_shutdown_all()
 
 
-_WORKER_DIED = re.compile(r"DataLoader process \(pid (\d+)\) exited (.*?)\.? \(at ")
+#: Paddle's two reports of a dead ``DataLoader`` worker process: its SIGCHLD handler's ``SystemError`` (raised
+#: wherever the main thread is), or its reading thread's logged warning (the main thread then gets "Blocking queue is
+#: killed")
+_WORKER_DIED = (re.compile(r"DataLoader process \(pid (\d+)\) exited (.*?)\.? \(at "),
+                re.compile(r"DataLoader \d+ workers exit unexpectedly, pids: ([\d, ]+)"))
 
 
-def loader_worker_death(error: BaseException) -> Optional[str]:
-    """What ended a ``paddle.io.DataLoader`` worker process (``"pid 2595 is killed by signal: Killed"``) when
-    ``error`` is Paddle's report of it (a ``SystemError`` its SIGCHLD handler raises wherever the main thread is), else
-    None."""
-    found = _WORKER_DIED.search(str(error)) if isinstance(error, SystemError) else None
-    return f"pid {found.group(1)} {found.group(2)}" if found else None
+def loader_worker_death(report: Union[BaseException, str]) -> Optional[str]:
+    """What ended a ``paddle.io.DataLoader`` worker process (``"pid 2595 is killed by signal: Killed"``, or
+    ``"pid 2595 exited unexpectedly"``) when ``report`` (an exception, or a logged message) is Paddle's report of it,
+    else None."""
+    if isinstance(report, BaseException) and not isinstance(report, SystemError):
+        return None
+    found = _WORKER_DIED[0].search(str(report))
+    if found:
+        return f"pid {found.group(1)} {found.group(2)}"
+    found = _WORKER_DIED[1].search(str(report))
+    return f"pid {found.group(1).strip()} exited unexpectedly" if found else None

@@ -100,3 +100,19 @@ def test_importing_the_package_leaves_warnings_and_paddle_flops_as_they_were():
             "assert (list(warnings.filters), dict(dynamic_flops.register_hooks)) == before\nprint('same')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.stdout.strip() == "same", res.stderr[-2000:]
+
+
+def test_paddles_reports_of_a_dead_loader_worker_are_recognised():
+    """Paddle reports a dead worker process in two ways (which one comes first is a race): its SIGCHLD handler's
+    SystemError, or a warning its reading thread logs; the trainer turns either into one line."""
+    import inspect
+
+    from paddle.io.dataloader import dataloader_iter
+    source = inspect.getsource(dataloader_iter)
+    assert 'workers exit unexpectedly, "' in source and 'f"pids: {pids}"' in source  # the installed Paddle's text
+    assert pc.loader_worker_death("DataLoader 1 workers exit unexpectedly, pids: 3914") == \
+        "pid 3914 exited unexpectedly"
+    killed = SystemError("(Fatal) DataLoader process (pid 2595) exited is killed by signal: Killed. (at /paddle/x.cc)")
+    assert pc.loader_worker_death(killed) == "pid 2595 is killed by signal: Killed"
+    assert pc.loader_worker_death(ValueError("DataLoader process (pid 1) exited")) is None
+    assert pc.loader_worker_death("an unrelated warning") is None

@@ -54,6 +54,24 @@ def test_a_killed_loader_worker_ends_the_run_in_one_line(tmp_path):
     assert f"--resume {tmp_path / 'aug'}" in errors[0]
 
 
+def test_a_dead_worker_reported_by_the_reading_thread_is_one_line_too(tmp_path, monkeypatch):
+    """The other order of the race: Paddle's reading thread logs the dead worker and the step gets "Blocking queue
+    is killed"."""
+    import logging
+
+    from edgevit_paddle.engine import epoch_loop
+
+    def dies(self, *args, **kwargs):
+        logging.warning("DataLoader 1 workers exit unexpectedly, pids: 4242")  # as dataloader_iter.py logs it
+        raise SystemError("(Fatal) Blocking queue is killed because the data reader raises an exception.")
+    monkeypatch.setattr(epoch_loop.EpochLoop, "run", dies)
+    args = [a for kv in TINY + [f"Global.output_dir={tmp_path}"] for a in ("-o", kv)]
+    res = tool("tools/train.py", *args)
+    line = one_error_line(res)
+    assert "a data-loading worker process (pid 4242 exited unexpectedly) stopped the run" in line
+    assert "workers exit unexpectedly" not in res.stderr  # Paddle's warning is not printed beside it
+
+
 def _parent(pid: str) -> int:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -7,6 +7,7 @@ What the process sets up around it (signals, device, threads, seeds, logging) is
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -190,6 +191,8 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
                      seed=g["seed"] + rank, eval_freq=g["eval_freq"], ema=ema, verbose=g["verbose"])
     loader_errors, previous_hook = [], threading.excepthook
     threading.excepthook = _catch_data_errors(loader_errors, previous_hook, [train_batches.loader, eval_loader])
+    worker_deaths = _WorkerDeaths()
+    logging.getLogger().addFilter(worker_deaths)
     try:
         loop.run(state.epochs_done + 1, total_epochs, run_dir if write else None)
     except KeyboardInterrupt:
@@ -200,11 +203,12 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
         log.info(f"interrupted: saved {prefix}; continue with: python tools/train.py --resume {run_dir}")
         raise
     except Exception as e:
-        worker_error = loader_errors.pop() if loader_errors else None
-        if worker_error is not None and isinstance(e, SystemError):
-            # a data-loading thread failed and Paddle reports only "Blocking queue is killed": say what failed
-            raise worker_error from None
-        death = loader_worker_death(e)
+        # a data-loading thread failed and Paddle reports only "Blocking queue is killed": say what failed
+        cause = loader_errors.pop() if loader_errors and isinstance(e, SystemError) else e
+        if isinstance(cause, DataError):
+            raise cause from None
+        death = loader_worker_death(cause) or (worker_deaths.seen[-1] if worker_deaths.seen and
+                                               isinstance(e, SystemError) else None)
         if death is not None:  # e.g. the kernel's out-of-memory killer
             raise TrainingError(f"a data-loading worker process ({death}) stopped the run (out of memory? lower "
                                 "Data.num_workers or the batch size); continue from the last checkpoint "
@@ -213,6 +217,7 @@ def _train_in(run_dir: str, cfg: Dict[str, Any], net: nn.Layer, data: _Data, sta
     finally:
         monitor.close()
         threading.excepthook = previous_hook
+        logging.getLogger().removeFilter(worker_deaths)
         for loader in (train_batches, eval_loader):
             loader.shutdown()
     metrics = write_metrics(run_dir, state) if write else {}
@@ -228,6 +233,22 @@ def _batch_too_large(batch: int, images: int, world_size: int) -> ConfigError:
     over = f" over {world_size} processes" if world_size > 1 else ""
     return ConfigError(f"Data.Train.batch_size {batch} is larger than the training set ({images} images{over}): "
                        "lower it")
+
+
+class _WorkerDeaths(logging.Filter):
+    """Keeps (and keeps off the screen) the warning Paddle's reading thread logs when a worker process has died; the
+    training step then fails with "Blocking queue is killed", and the run ends with one line naming the worker."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        death = loader_worker_death(record.getMessage())
+        if death is None:
+            return True
+        self.seen.append(death)
+        return False
 
 
 def _catch_data_errors(store: list, previous, loaders):
