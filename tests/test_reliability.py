@@ -50,7 +50,8 @@ def test_a_killed_loader_worker_ends_the_run_in_one_line(tmp_path):
     out, err = proc.communicate(timeout=120)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
-    assert f"a data-loading worker process (pid {workers[0]} is killed by signal" in errors[0]
+    # Paddle's SIGCHLD handler ("is killed by signal: Killed") or its reading thread ("exited unexpectedly"): a race
+    assert f"a data-loading worker process (pid {workers[0]} " in errors[0] and "stopped the run" in errors[0]
     assert f"--resume {tmp_path / 'aug'}" in errors[0]
 
 
