@@ -110,8 +110,13 @@ def test_dynamic_size_and_the_size_rule(tmp_path):
     assert [c["size"] for c in res["checks"]["paddle"]] == [[64, 64], [96, 128]]
     x = np.random.RandomState(0).randn(2, 3, 96, 160).astype("float32")
     want = exported_output(net, x)
+    spinning = Predictor(str(tmp_path), PredictorOptions(backend="onnxruntime", ort_spin=True)).backend.session
+    assert spinning.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
     for backend in ("paddle", "onnxruntime"):
         pred = Predictor(str(tmp_path), PredictorOptions(backend=backend))
+        if backend == "onnxruntime":  # off unless asked (README: 1.8x slower when another process shares the cores)
+            options = pred.backend.session.get_session_options()
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         np.testing.assert_allclose(pred.run(x), want, atol=1e-5)
         np.testing.assert_allclose(pred.run(x.astype("float64")), want, atol=1e-5)  # cast, not an error
         with pytest.raises(PredictorError, match="a 100x100 input does not fit: height and width must be multiples "

@@ -36,6 +36,8 @@ def main(argv=None):
     p.add_argument("--cpu-threads", type=int, default=2)
     p.add_argument("--mkldnn", dest="mkldnn", action="store_true", default=True, help="oneDNN on CPU (default)")
     p.add_argument("--no-mkldnn", dest="mkldnn", action="store_false", help="plain CPU kernels")
+    p.add_argument("--ort-spin", action="store_true", help="ONNX Runtime's threads spin-wait between ops: faster when "
+                                                           "nothing else uses the cores, slower when something does")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--labels", metavar="FILE",
@@ -62,7 +64,7 @@ def main(argv=None):
     opts = PredictorOptions(device=args.device, backend=args.backend, gpu_id=args.gpu_id, gpu_mem=args.gpu_mem,
                             use_tensorrt=args.use_tensorrt, precision=args.precision, cpu_threads=args.cpu_threads,
                             mkldnn=args.mkldnn, batch_size=args.batch_size, trt_shapes=trt, verbose=args.verbose,
-                            labels=args.labels)
+                            labels=args.labels, ort_spin=args.ort_spin)
     predictor = Predictor(args.model_dir, opts)
     failed = 0
     bar = tqdm(total=len(paths), unit="img", disable=len(paths) < 20 or args.json, file=sys.stderr)

@@ -42,8 +42,9 @@ def onnx_file(model_dir: str, precision: str) -> str:
 class OnnxRuntimeBackend:
     """One ``onnxruntime.InferenceSession`` on ``model_dir``'s ONNX file for ``opts.precision``.
 
-    Intra-op threads = ``cpu_threads``; their spin-waiting is off, which measured faster here whenever anything else
-    shares the cores (README "Deploy")."""
+    Intra-op threads = ``cpu_threads``; their spin-waiting is off unless ``opts.ort_spin`` (README "Deploy": with one
+    other busy process on the two cores, spinning took 1.8x longer at batch 1; on an idle machine it saved 5-16%).
+    """
 
     name = "onnxruntime"
 
@@ -69,7 +70,7 @@ class OnnxRuntimeBackend:
         so = ort.SessionOptions()
         so.intra_op_num_threads = opts.cpu_threads
         so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.ort_spin else "0")
         so.log_severity_level = 0 if opts.verbose else 3
         try:
             self.session = ort.InferenceSession(path, so, providers=providers)

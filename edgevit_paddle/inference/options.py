@@ -19,7 +19,8 @@ class PredictorOptions:
     device and precision, see ``predictor.resolve_backend``). ``precision``: ``fp32``; ``fp16`` (GPU); ``bf16`` (CPU,
     Paddle's oneDNN, AVX512-BF16 or AMX); ``int8`` (CPU, ONNX Runtime, the model exported with ``--int8``).
     ``trt_shapes`` = (min, opt, max) batch sizes for TensorRT's dynamic batch. ``labels``: a class-name file (one
-    per line) to show instead of the names in ``inference.yml``.
+    per line) to show instead of the names in ``inference.yml``. ``ort_spin``: ONNX Runtime's threads spin-wait
+    between ops (faster on cores nothing else uses, much slower when something does; off by default).
     """
 
     device: str = "cpu"
@@ -34,6 +35,7 @@ class PredictorOptions:
     trt_shapes: Tuple[int, int, int] = (1, 1, 8)
     verbose: bool = False
     labels: Optional[str] = None
+    ort_spin: bool = False
 
 
 def cpu_supports_bf16() -> bool:
