@@ -101,6 +101,14 @@ def test_backends_agree_and_auto_picks_onnxruntime(quickstart_export, photos):
     digits = np.concatenate(_eval_batches(load_config(str(model_dir.parent / "config.yaml")), "Eval", 64))
     agree = (int8.run(digits).argmax(1) == auto.run(digits).argmax(1)).mean()
     assert agree >= 0.7, agree
+    # OpenVINO reads the same ONNX files: the same probabilities, and the INT8 file too
+    openvino = Predictor(str(model_dir), PredictorOptions(backend="openvino", batch_size=4))
+    np.testing.assert_allclose(openvino.run(x), auto.run(x), atol=1e-5)
+    ours, theirs = ([t for r in p.predict_paths(paths, 3) for t in r["topk"]] for p in (openvino, auto))
+    assert [t["class_id"] for t in ours] == [t["class_id"] for t in theirs]
+    np.testing.assert_allclose([t["score"] for t in ours], [t["score"] for t in theirs], atol=1e-5)
+    ov_int8 = Predictor(str(model_dir), PredictorOptions(backend="openvino", precision="int8"))
+    assert (ov_int8.run(digits).argmax(1) == auto.run(digits).argmax(1)).mean() >= 0.7
 
 
 def test_dynamic_size_and_the_size_rule(tmp_path):
@@ -179,6 +187,8 @@ def test_damaged_model_files_are_one_line_errors(quickstart_export, tmp_path):
             (d / "inference.pdiparams").read_bytes()[:1000])), "paddle", "cannot load the model in .* re-export"),
         (copy("onnx", lambda d: (d / "inference.onnx").write_bytes((d / "inference.onnx").read_bytes()[:1000])),
          "onnxruntime", "cannot load '.*inference.onnx' .* re-export"),
+        (copy("onnx_ov", lambda d: (d / "inference.onnx").write_bytes((d / "inference.onnx").read_bytes()[:1000])),
+         "openvino", "cannot load '.*inference.onnx' .* re-export"),
         (copy("noonnx", lambda d: (d / "inference.onnx").unlink()), "onnxruntime",
          "inference.onnx' is missing: export it with tools/export.py --format onnx"),
     ]

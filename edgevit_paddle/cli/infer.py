@@ -24,8 +24,9 @@ def main(argv=None):
     p.add_argument("--model-dir", required=True, help="folder written by tools/export.py")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="paddle (Paddle Inference), onnxruntime, or auto: the fastest installed for the device and "
-                        "precision (CPU: ONNX Runtime when the model folder has inference.onnx)")
+                   help="paddle (Paddle Inference), onnxruntime, openvino (pip install openvino; the ONNX file, CPU), "
+                        "or auto: the fastest installed for the device and precision (CPU: ONNX Runtime when the "
+                        "model folder has inference.onnx)")
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--gpu-mem", type=int, default=500, help="initial GPU memory pool in MB")
     p.add_argument("--use-tensorrt", action="store_true", help="TensorRT engine (GPU build with TensorRT only)")

@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 from .. import cpu
 from ..errors import PredictorError
 
-BACKENDS = ("paddle", "onnxruntime", "auto")
+BACKENDS = ("paddle", "onnxruntime", "openvino", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
@@ -15,9 +15,10 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 class PredictorOptions:
     """How to run the model.
 
-    ``backend``: ``paddle`` (Paddle Inference), ``onnxruntime``, or ``auto`` (the fastest one installed for the
-    device and precision, see ``predictor.resolve_backend``). ``precision``: ``fp32``; ``fp16`` (GPU); ``bf16`` (CPU,
-    Paddle's oneDNN, AVX512-BF16 or AMX); ``int8`` (CPU, ONNX Runtime, the model exported with ``--int8``).
+    ``backend``: ``paddle`` (Paddle Inference), ``onnxruntime``, ``openvino`` (the ONNX file, CPU), or ``auto`` (the
+    fastest one installed for the device and precision, see ``predictor.resolve_backend``). ``precision``: ``fp32``;
+    ``fp16`` (GPU); ``bf16`` (CPU, Paddle's oneDNN, AVX512-BF16 or AMX); ``int8`` (CPU, ONNX Runtime or OpenVINO, the
+    model exported with ``--int8``).
     ``trt_shapes`` = (min, opt, max) batch sizes for TensorRT's dynamic batch. ``labels``: a class-name file (one
     per line) to show instead of the names in ``inference.yml``. ``ort_spin``: ONNX Runtime's threads spin-wait
     between ops (faster on cores nothing else uses, much slower when something does; off by default).
@@ -60,10 +61,10 @@ def check_options(opts: PredictorOptions) -> None:
                              f"{' or '.join(valid)}")
     if opts.use_tensorrt and opts.device != "gpu":
         raise PredictorError("--use-tensorrt needs --device gpu")
-    if opts.use_tensorrt and opts.backend == "onnxruntime":
+    if opts.use_tensorrt and opts.backend in ("onnxruntime", "openvino"):
         raise PredictorError("--use-tensorrt runs through Paddle Inference: use --backend paddle (or auto)")
     if opts.precision == "bf16":
-        if opts.backend == "onnxruntime":
+        if opts.backend in ("onnxruntime", "openvino"):
             raise PredictorError("bf16 runs through Paddle's oneDNN: use --backend paddle (or auto)")
         if not opts.mkldnn:
             raise PredictorError("bf16 runs through oneDNN: drop --no-mkldnn")

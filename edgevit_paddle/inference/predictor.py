@@ -19,11 +19,12 @@ from ..labels import read_labels
 from ..model_cfg import ModelCfg
 from ..native_output import native_output_redirected
 from .onnx_backend import OnnxRuntimeBackend, onnx_file, onnxruntime_available
+from .openvino_backend import OpenVinoBackend
 from .options import PredictorOptions, check_options
 from .paddle_backend import PaddleBackend
 from .preprocess import Preprocessor
 
-BACKEND_CLASSES = {"paddle": PaddleBackend, "onnxruntime": OnnxRuntimeBackend}
+BACKEND_CLASSES = {"paddle": PaddleBackend, "onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}
 
 
 def load_sidecar(model_dir: str) -> Dict[str, Any]:
