@@ -81,16 +81,18 @@ class ModelCfg(Mapping):
         (antialiased, as timm's PIL transform resizes), the centre ``size`` crop, to [0, 1], mean/std."""
         size = int(size or self.input_size[1])
         return [{"Resize": {"size": self.eval_resize(size), "interpolation": self.interpolation, "antialias": True}},
-                {"CenterCrop": {"size": size}}, {"ToTensor": {}},
-                {"Normalize": {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}}]
+                {"CenterCrop": {"size": size}}, *self._to_normalized_tensor()]
 
     def train_transform(self, size: Optional[int] = None) -> List[Dict[str, Any]]:
         """timm's basic training transform for the model: random resized crop (scale 0.08-1), horizontal flip,
         to [0, 1], mean/std."""
         size = int(size or self.input_size[1])
         return [{"RandomResizedCrop": {"size": size, "interpolation": self.interpolation, "antialias": True}},
-                {"RandomHorizontalFlip": {}}, {"ToTensor": {}},
-                {"Normalize": {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}}]
+                {"RandomHorizontalFlip": {}}, *self._to_normalized_tensor()]
+
+    def _to_normalized_tensor(self) -> List[Dict[str, Any]]:
+        return [{"ToTensor": {}}, {"Normalize": {"mean": [float(v) for v in self.mean],
+                                                 "std": [float(v) for v in self.std]}}]
 
     @property
     def in_chans(self) -> int:
