@@ -104,7 +104,8 @@ def exported_output(net, x):
 
 
 def randomise_bn(model, seed=0):
-    """Random BatchNorm statistics and affines (so that folding is tested on more than an identity)."""
+    """Random BatchNorm statistics and affines, and random GroupNorm affines (so that folding is tested on more than
+    an identity)."""
     rng = np.random.RandomState(seed)
     for layer in model.sublayers():
         if is_batch_norm(layer):
@@ -113,4 +114,7 @@ def randomise_bn(model, seed=0):
                          (stats.variance, rng.rand(*stats.variance.shape) + 0.5),
                          (layer.weight, rng.randn(*layer.weight.shape)), (layer.bias, rng.randn(*layer.bias.shape))):
                 p.set_value(v.astype("float32"))
+        elif isinstance(layer, paddle.nn.GroupNorm) and layer.weight is not None:
+            layer.weight.set_value((rng.randn(*layer.weight.shape) * 0.5 + 1).astype("float32"))
+            layer.bias.set_value((rng.randn(*layer.bias.shape) * 0.5).astype("float32"))
     return model

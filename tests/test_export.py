@@ -299,6 +299,21 @@ def test_inference_yml_speaks_paddleclas_and_paddlex_and_the_onnx_file_loads_wit
     assert dims == [["batch", 3, "height", "width"], ["batch", 1000]]
     assert (model.producer_name, model.producer_version) == ("edgevit-paddle", ep.__version__)
     assert [o.domain for o in model.opset_import] == [""]
+    # the graph (gn/conv): each GroupNorm one InstanceNormalization, its affine folded into the next layer where that
+    # is exact (a multiply after it only where it is not), no shape arithmetic (attention reshapes by 0/-1 or a shape)
+    from edgevit_paddle.export import fold_batchnorm
+    folded = fold_batchnorm(ep.create_model("edgevit_xxs"))
+    groupnorms = [m for m in folded.sublayers() if isinstance(m, paddle.nn.GroupNorm)]
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def after_norm(n):  # a node fed by InstanceNormalization -> Reshape
+        src = producer.get(n.input[0])
+        return src is not None and src.op_type == "Reshape" and producer[src.input[0]].op_type == "InstanceNormalization"
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("InstanceNormalization") == len(groupnorms) and len(folded.folded_affine) > 0
+    assert sum(n.op_type == "Mul" and after_norm(n) for n in model.graph.node) == \
+        len(groupnorms) - len(folded.folded_affine)
+    assert not {"Squeeze", "Unsqueeze", "Concat"} & set(ops)
     load = subprocess.run([sys.executable, "-c", "import sys, onnxruntime; onnxruntime.InferenceSession(sys.argv[1])",
                            str(out / "inference.onnx")], capture_output=True, text=True)
     assert load.returncode == 0 and load.stdout + load.stderr == "", load.stderr[-2000:]

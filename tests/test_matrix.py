@@ -4,7 +4,7 @@ The matrix is generated from the registry (``list_models()``, ``default_cfg.vari
 here, so a new model or a new switch value is covered without editing this file:
 
 - every (model, variant): build, forward and backward (finite gradients for every trainable parameter), BatchNorm
-  folding exact with no BatchNorm left;
+  folding exact with no BatchNorm left, every declared GroupNorm's affine folded;
 - every (architecture, variant), on the smallest registered model of that class (the other sizes differ only in
   widths and depths, which the cheap paths above cover): a tiny training run on real digits with ``eval_freq`` and
   ``save_freq`` of 2, killed after epoch 3 and resumed, equal to the uninterrupted run (same evaluated epochs, best
@@ -27,6 +27,12 @@ from edgevit_paddle.engine import checkpoint_saver, train
 from edgevit_paddle.export import export_from_config, fold_batchnorm, remaining_batchnorms
 from edgevit_paddle.inference import Predictor, PredictorOptions
 from edgevit_paddle.paddle_compat import is_batch_norm
+
+
+def getattr_path(layer, path):
+    for part in path.split("."):
+        layer = getattr(layer, part, None)
+    return layer
 
 
 def _variant_id(name, variant):
@@ -79,6 +85,12 @@ def test_builds_trains_and_folds(name, variant):
         got = folded(x).numpy()
     assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
     assert remaining_batchnorms(folded) == [] and len(folded.folded_bn) == len(batchnorms)
+    # every GroupNorm a layer declares as feeding a conv or Linear has its affine folded there, and only normalises
+    declared = [f"{n + '.' if n else ''}{norm}" for n, layer in [("", net)] + list(net.named_sublayers())
+                for norm, _, where in getattr(type(layer), "bn_folds", ())
+                if where == "in" and isinstance(getattr_path(layer, norm), paddle.nn.GroupNorm)]
+    assert sorted(folded.folded_affine) == sorted(declared)
+    assert all(getattr_path(folded, n).weight is None and getattr_path(folded, n).bias is None for n in declared)
 
 
 def _tiny(out_dir, name, variant, *more):

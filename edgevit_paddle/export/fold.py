@@ -1,16 +1,22 @@
-"""BatchNorm folding for export, applying the folds each layer declares for itself.
+"""Norm folding for export, applying the folds each layer declares for itself.
 
-A layer that owns a BatchNorm sitting directly next to a conv or Linear layer (nothing non-linear in between)
-declares it as a class attribute, in its own file::
+A layer that owns a norm sitting directly next to a conv or Linear layer (nothing non-linear in between) declares it
+as a class attribute, in its own file::
 
-    bn_folds = (("norm1", "conv1", "in"), ...)   # (BatchNorm's path, target layer's path, where)
+    bn_folds = (("norm1", "conv1", "in"), ...)   # (norm's path, target layer's path, where)
 
-``"in"``: the BatchNorm feeds the target's input; ``"out"``: it normalises the target's output. Paths are attribute
-paths below the declaring layer. ``fold_batchnorm`` walks the model, and for every layer whose class (or a base
-class) declares folds, folds each BatchNorm into its target's weights and replaces it by ``Identity``. A fold that
-is not exact is skipped (an "in" fold into a padded or grouped conv would see the shift differently at the borders),
-so a declaration can never change what the model computes. GroupNorm and LayerNorm cannot be folded: they normalise
-with statistics of each input, not with constants.
+``"in"``: the norm feeds the target's input; ``"out"``: it normalises the target's output. Paths are attribute paths
+below the declaring layer. ``fold_batchnorm`` walks the model, and for every layer whose class (or a base class)
+declares folds, folds each norm it finds there into its target's weights:
+
+- a BatchNorm (eval mode: a constant per-channel affine) wholly, in either direction; it becomes ``Identity``;
+- a GroupNorm's per-channel affine (weight, bias) into a target it feeds ("in"); what is left normalises only (no
+  weight or bias), which the export writes as one normalisation with no multiply and add after it. GroupNorm's
+  statistics are of each input, so it cannot fold "out", nor vanish. LayerNorm stays as it is (ONNX Runtime runs it
+  with its affine as one fused kernel).
+
+A fold that is not exact is skipped (an "in" fold into a padded or grouped conv would see the shift differently at
+the borders), so a declaration can never change what the model computes.
 
 What the models declare: EdgeViT's LocalAgg BatchNorms into the following 1x1 convs and the final BatchNorm into the
 head (every variant); with ``norm="bn"`` also the patch-embedding norms into the patch convs, SelfAttn's pre-norms
@@ -59,8 +65,15 @@ def _ensure_bias(layer: nn.Layer, size: int) -> None:
         layer.bias = layer.create_parameter([size], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
 
 
-def _fold(bn: BatchNormBase, target: nn.Layer, where: str) -> bool:
-    a, b = _bn_affine(bn)
+def _group_norm_affine(norm: nn.GroupNorm) -> Tuple[np.ndarray, np.ndarray]:
+    channels = norm._num_channels
+    gamma = norm.weight.numpy().astype(np.float64) if norm.weight is not None else np.ones(channels)
+    beta = norm.bias.numpy().astype(np.float64) if norm.bias is not None else np.zeros(channels)
+    return gamma, beta
+
+
+def _fold(a: np.ndarray, b: np.ndarray, target: nn.Layer, where: str) -> bool:
+    """Fold y = a * x + b (per channel) into ``target``'s weights: before its input ("in") or after its output."""
     w = target.weight.numpy().astype(np.float64)
     if isinstance(target, nn.Linear):  # Paddle Linear weight: [in, out]
         out_features = w.shape[1]
@@ -89,20 +102,29 @@ def _fold(bn: BatchNormBase, target: nn.Layer, where: str) -> bool:
 
 
 def fold_batchnorm(model: nn.Layer, inplace: bool = False) -> nn.Layer:
-    """An eval-mode model equal to ``model`` with every BatchNorm its layers declare as foldable folded away.
+    """An eval-mode model equal to ``model`` with every norm its layers declare as foldable folded: BatchNorms
+    away, GroupNorms' affines into the layer they feed.
 
-    The folded model's ``folded_bn`` attribute lists the BatchNorms that were folded.
+    The folded model's ``folded_bn`` attribute lists the BatchNorms that were folded, ``folded_affine`` the
+    GroupNorms whose affine was.
     """
     model = model if inplace else copy.deepcopy(model)
     model.eval()
-    folded = []
+    folded, folded_affine = [], []
     for name, layer in [("", model)] + list(model.named_sublayers()):
-        for bn_path, target_path, where in getattr(type(layer), "bn_folds", ()):
-            bn, target = _get(layer, bn_path), _get(layer, target_path)
-            if is_batch_norm(bn) and target is not None and _fold(bn, target, where):
-                _set(layer, bn_path, nn.Identity())
-                folded.append(f"{name + '.' if name else ''}{bn_path}")
-    model.folded_bn = folded
+        for norm_path, target_path, where in getattr(type(layer), "bn_folds", ()):
+            norm, target = _get(layer, norm_path), _get(layer, target_path)
+            path = f"{name + '.' if name else ''}{norm_path}"
+            if target is None:
+                continue
+            if is_batch_norm(norm) and _fold(*_bn_affine(norm), target, where):
+                _set(layer, norm_path, nn.Identity())
+                folded.append(path)
+            elif (isinstance(norm, nn.GroupNorm) and where == "in" and norm.weight is not None
+                  and _fold(*_group_norm_affine(norm), target, where)):
+                norm.weight, norm.bias = None, None
+                folded_affine.append(path)
+    model.folded_bn, model.folded_affine = folded, folded_affine
     return model
 
 

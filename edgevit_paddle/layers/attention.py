@@ -73,9 +73,9 @@ def split_heads(qkv: paddle.Tensor, num_heads: int, head_dim: int):
 
 def split_heads_channels_first(qkv: paddle.Tensor, num_heads: int, head_dim: int):
     """Split a fused qkv projection [B, 3 * heads * head_dim, N] into q, k, v of [B, heads, head_dim, N] (a reshape
-    and an unbind: the same channel order as ``split_heads``)."""
-    qkv = qkv.reshape([0, 3, num_heads, head_dim, qkv.shape[-1]])
-    q, k, v = paddle.unbind(qkv, axis=1)
+    and a split: the same channel order as ``split_heads``; no dimension computed, so an export has no shape
+    arithmetic)."""
+    q, k, v = paddle.split(qkv.reshape([0, 3 * num_heads, head_dim, -1]), 3, axis=1)
     return q, k, v
 
 

@@ -62,8 +62,11 @@ def group_norm_for_export(x, groups: int, epsilon: float, weight, bias):
     """GroupNorm of [N, C, ...] as instance_norm over [N, groups, rest] plus the per-channel affine: the same numbers
     as Paddle's group_norm, in ops that convert to ONNX correctly. paddle2onnx 2.1 turns a PIR group_norm into an
     InstanceNormalization whose epsilon it reads from uninitialised memory (seen: -1.7e26, NaN outputs; found by the
-    export check)."""
+    export check). Without ``weight`` and ``bias`` (an affine folded into the next layer: ``export.fold``) it only
+    normalises."""
     y = F.instance_norm(x.reshape([0, groups, -1]), eps=epsilon).reshape(paddle.shape(x))
+    if weight is None and bias is None:
+        return y
     shape = [-1] + [1] * (len(x.shape) - 2)
     return y * weight.reshape(shape) + bias.reshape(shape)
 
@@ -79,7 +82,7 @@ class GroupNorm2d(nn.GroupNorm):
     @static_as_is
     def forward(self, x):
         groups, eps = self.settings.groups, self.settings.epsilon
-        if kernels.usable(x):
+        if self.weight is not None and self.bias is not None and kernels.usable(x):
             return kernels.group_norm(x, self.weight, self.bias, groups, eps)
         if paddle.in_dynamic_mode():
             return super().forward(x)

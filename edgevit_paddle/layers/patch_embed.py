@@ -37,7 +37,7 @@ class PatchEmbed(nn.Layer):
     def forward(self, x):
         x = self.proj(x)
         if self.flatten:
-            x = x.flatten(2).transpose([0, 2, 1])
+            x = x.reshape([0, 0, -1]).transpose([0, 2, 1])
         return self.norm(x)
 
 

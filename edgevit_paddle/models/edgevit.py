@@ -124,12 +124,12 @@ class GlobalSparseAttn(nn.Layer):
             C = x.shape[2]
             x = x.transpose([0, 2, 1]).reshape([0, C, H, W])[:, :, ::r, ::r]
             C, h, w = x.shape[1], x.shape[2], x.shape[3]
-            x = x.flatten(2).transpose([0, 2, 1])
+            x = x.reshape([0, 0, -1]).transpose([0, 2, 1])
         q, k, v = split_heads(self.qkv(x), self.num_heads, self.head_dim)
         x = merge_heads(self.attend(q, k, v))
         if r > 1:
             x = self.local_prop(x.transpose([0, 2, 1]).reshape([0, C, h, w]))
-            x = self.norm(x.flatten(2).transpose([0, 2, 1]))
+            x = self.norm(x.reshape([0, 0, -1]).transpose([0, 2, 1]))
         return self.proj_drop(self.proj(x))
 
     def _forward_channels_first(self, x):
@@ -137,9 +137,9 @@ class GlobalSparseAttn(nn.Layer):
         reshape, attention with the transposes folded into its matmuls, the result reshaped back to NCHW."""
         if self.sr_ratio > 1:
             x = x[:, :, ::self.sr_ratio, ::self.sr_ratio]  # the authors' sampler: AvgPool2d(kernel 1, stride r)
-        C, h, w = x.shape[1], x.shape[2], x.shape[3]
-        q, k, v = split_heads_channels_first(self.qkv(x.flatten(2)), self.num_heads, self.head_dim)
-        x = self.attend(q, k, v).reshape([0, C, h, w])
+        # shapes as 0 (keep), -1 (the rest) or the map's own shape: an export then computes no shape arithmetic
+        q, k, v = split_heads_channels_first(self.qkv(x.reshape([0, 0, -1])), self.num_heads, self.head_dim)
+        x = self.attend(q, k, v).reshape(paddle.shape(x))
         if self.sr_ratio > 1:
             x = self.norm(self.local_prop(x))
         return self.proj_drop(self.proj(x))
@@ -175,7 +175,7 @@ class SelfAttn(nn.Layer):
             x = x + self.drop_path(self.attn(self.norm1(x)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
         C, H, W = x.shape[1], x.shape[2], x.shape[3]
-        x = x.flatten(2).transpose([0, 2, 1])
+        x = x.reshape([0, 0, -1]).transpose([0, 2, 1])
         x = x + self.drop_path(self.attn(self.norm1(x), H, W))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x.transpose([0, 2, 1]).reshape([0, C, H, W])
