@@ -104,6 +104,14 @@ def test_backends_agree_and_auto_picks_onnxruntime(quickstart_export, photos):
     # OpenVINO reads the same ONNX files: the same probabilities, and the INT8 file too
     openvino = Predictor(str(model_dir), PredictorOptions(backend="openvino", batch_size=4))
     np.testing.assert_allclose(openvino.run(x), auto.run(x), atol=1e-5)
+    # compiled per batch size (static shapes; the oldest dropped past MAX_SHAPES), always in float32 (not bf16)
+    from edgevit_paddle.inference import openvino_backend
+    for n in (1, 3, 2, 4, 1):
+        np.testing.assert_allclose(openvino.run(x[:n]), auto.run(x[:n]), atol=1e-5)
+    requests = openvino.backend.requests
+    assert len(requests) == openvino_backend.MAX_SHAPES and (1, 3, 32, 32) in requests
+    compiled = requests[(4, 3, 32, 32)].get_compiled_model()
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32")
     ours, theirs = ([t for r in p.predict_paths(paths, 3) for t in r["topk"]] for p in (openvino, auto))
     assert [t["class_id"] for t in ours] == [t["class_id"] for t in theirs]
     np.testing.assert_allclose([t["score"] for t in ours], [t["score"] for t in theirs], atol=1e-5)

@@ -308,7 +308,8 @@ def test_inference_yml_speaks_paddleclas_and_paddlex_and_the_onnx_file_loads_wit
 
     def after_norm(n):  # a node fed by InstanceNormalization -> Reshape
         src = producer.get(n.input[0])
-        return src is not None and src.op_type == "Reshape" and producer[src.input[0]].op_type == "InstanceNormalization"
+        return (src is not None and src.op_type == "Reshape"
+                and producer[src.input[0]].op_type == "InstanceNormalization")
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("InstanceNormalization") == len(groupnorms) and len(folded.folded_affine) > 0
     assert sum(n.op_type == "Mul" and after_norm(n) for n in model.graph.node) == \

@@ -16,6 +16,8 @@ DEPLOY_MODES = {
     "predictor_bf16": dict(backend="paddle", precision="bf16"),
     "onnxruntime": dict(backend="onnxruntime"),
     "onnxruntime_int8": dict(backend="onnxruntime", precision="int8"),
+    "openvino": dict(backend="openvino"),
+    "openvino_int8": dict(backend="openvino", precision="int8"),
 }
 MODES = ("eval", *DEPLOY_MODES, "train")
 

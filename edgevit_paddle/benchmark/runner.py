@@ -79,11 +79,11 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
     """Measure every case (dygraph, then predictor, then training, each kind in its own process) and return rows:
     the case, the model's variant (every switch of its family), parameters, GMACs and timings."""
     from ..complexity import count_macs, count_params
-    # ONNX Runtime apart from Paddle Inference: oneDNN's OpenMP threads spin on after a run and slowed ONNX Runtime
-    # in the same process (p90 up to 1.8x its median here)
+    # ONNX Runtime and OpenVINO (interleaved with each other) apart from Paddle Inference: oneDNN's OpenMP threads
+    # spin on after a run and slowed ONNX Runtime in the same process (p90 up to 1.8x its median here)
     groups = {"dygraph": [c for c in cases if c.mode == "eval"],
               "predictor": [c for c in cases if DEPLOY_MODES.get(c.mode, {}).get("backend") == "paddle"],
-              "onnxruntime": [c for c in cases if DEPLOY_MODES.get(c.mode, {}).get("backend") == "onnxruntime"],
+              "onnx": [c for c in cases if DEPLOY_MODES.get(c.mode, {}).get("backend") in ("onnxruntime", "openvino")],
               "train": [c for c in cases if c.mode == "train" and c.procs == 1]}
     timings: Dict[str, Dict[str, float]] = {}
     for kind, group in groups.items():

@@ -88,7 +88,7 @@ def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
                            for i in range(2)] if int8 else None
             export_model(net, out, shape[1:], {"preprocess": preprocess.from_cfg(net.default_cfg, case.size),
                                                "class_names": []}, fold=fold, check=False, calibration=calibration,
-                         formats="all" if any(DEPLOY_MODES[c.mode]["backend"] == "onnxruntime" for c in cases)
+                         formats="all" if any(DEPLOY_MODES[c.mode]["backend"] != "paddle" for c in cases)
                          else "paddle")
             exported[tag] = out
         pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads, backend=mode["backend"],

@@ -28,7 +28,8 @@ def main(argv=None):
                    help="predictor = exported, BatchNorms folded, Paddle Inference with oneDNN; predictor_nofold: not "
                         "folded; predictor_noonednn: oneDNN off; predictor_bf16: oneDNN bfloat16 (CPUs with "
                         "AVX512-BF16/AMX); onnxruntime: the same export through ONNX Runtime; onnxruntime_int8: "
-                        "post-training INT8 (check agreement with --precision-check)")
+                        "post-training INT8 (check agreement with --precision-check); openvino, openvino_int8: "
+                        "the same ONNX files through OpenVINO")
     p.add_argument("--train-batch", type=int, help="batch size for train mode (default: the largest batch size)")
     p.add_argument("--train-procs", nargs="+", type=int, default=[1],
                    help="train mode also data parallel over N CPU processes (e.g. 1 2): the batch is the global "
