@@ -85,12 +85,13 @@ def test_photos_through_both_backends(quickstart_export, photos, backend):
     assert "Traceback" not in res.stderr
 
 
-def test_backends_agree_and_auto_picks_onnxruntime(quickstart_export, photos):
+def test_backends_agree_and_auto_picks_the_fastest(quickstart_export, photos):
     model_dir, _ = quickstart_export
     paths = sorted(str(p) for p in photos.glob("image_*.jpg"))
     paddle_pred = Predictor(str(model_dir), PredictorOptions(backend="paddle", batch_size=4))
-    auto = Predictor(str(model_dir), PredictorOptions(batch_size=4))
-    assert auto.backend_name == "onnxruntime"
+    assert Predictor(str(model_dir), PredictorOptions(batch_size=4)).backend_name == "openvino"  # fp32 on CPU
+    assert Predictor(str(model_dir), PredictorOptions(ort_spin=True)).backend_name == "onnxruntime"
+    auto = Predictor(str(model_dir), PredictorOptions(backend="onnxruntime", batch_size=4))
     x = np.stack([paddle_pred.preprocess(read_image(p)) for p in paths])
     assert x.shape == (4, 3, 32, 32)
     np.testing.assert_allclose(auto.run(x), paddle_pred.run(x), atol=1e-4)
