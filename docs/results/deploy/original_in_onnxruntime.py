@@ -133,20 +133,27 @@ def session(path, threads=2):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def main(out_dir, ours):
-    os.makedirs(out_dir, exist_ok=True)
+def checked_onnx(out_dir):
+    """The module checked against the authors' reference logits (their weights), then a 1000-class one (random
+    weights) exported to ``out_dir/original_xxs.onnx`` as a user of their code would. Returns (path, relative
+    error of the check)."""
     ref = np.load(REF)
     model = EdgeViTXXS(num_classes=10).eval()
     model.load_state_dict({k: torch.from_numpy(ref[k]) for k in ref.files if not k.startswith("__")})
     with torch.no_grad():
         got = model(torch.from_numpy(ref["__input__"])).numpy()
     err = float(np.abs(got - ref["__logits__"]).max() / np.abs(ref["__logits__"]).max())
-    print(f"authors' structure reproduces their logits to {err:.1e} relative")
-    assert err < 1e-5
-    model = EdgeViTXXS(num_classes=1000).eval()
+    assert err < 1e-5, err
     path = os.path.join(out_dir, "original_xxs.onnx")
-    torch.onnx.export(model, torch.randn(1, 3, 224, 224), path, input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(EdgeViTXXS(num_classes=1000).eval(), torch.randn(1, 3, 224, 224), path, input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False)
+    return path, err
+
+
+def main(out_dir, ours):
+    os.makedirs(out_dir, exist_ok=True)
+    path, err = checked_onnx(out_dir)
+    print(f"authors' structure reproduces their logits to {err:.1e} relative")
     sessions = {"authors' PyTorch -> ONNX Runtime": session(path)}
     for d in ours:
         sessions[f"ours {os.path.basename(d.rstrip('/'))} -> ONNX Runtime"] = session(os.path.join(d, "inference.onnx"))
