@@ -95,8 +95,8 @@ def test_backends_agree_and_auto_picks_the_fastest(quickstart_export, photos):
     x = np.stack([paddle_pred.preprocess(read_image(p)) for p in paths])
     assert x.shape == (4, 3, 32, 32)
     np.testing.assert_allclose(auto.run(x), paddle_pred.run(x), atol=1e-4)
-    int8 = Predictor(str(model_dir), PredictorOptions(precision="int8"))
-    assert int8.backend_name == "onnxruntime"
+    assert Predictor(str(model_dir), PredictorOptions(precision="int8")).backend_name == "openvino"
+    int8 = Predictor(str(model_dir), PredictorOptions(backend="onnxruntime", precision="int8"))
     # INT8 agrees with fp32 on most real digits (loose: a two-epoch model on 32 calibration images)
     from edgevit_paddle.export.exporter import _eval_batches
     digits = np.concatenate(_eval_batches(load_config(str(model_dir.parent / "config.yaml")), "Eval", 64))

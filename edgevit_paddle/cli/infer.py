@@ -25,14 +25,14 @@ def main(argv=None):
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="paddle (Paddle Inference), onnxruntime, openvino (pip install openvino; the ONNX file, CPU), "
-                        "or auto: the fastest installed for the device and precision (CPU: ONNX Runtime when the "
-                        "model folder has inference.onnx)")
+                        "or auto: the fastest installed for the device and precision (CPU: OpenVINO when the "
+                        "model folder has the ONNX file, else ONNX Runtime; --ort-spin: ONNX Runtime)")
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--gpu-mem", type=int, default=500, help="initial GPU memory pool in MB")
     p.add_argument("--use-tensorrt", action="store_true", help="TensorRT engine (GPU build with TensorRT only)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp16 on GPU; bf16 on CPUs with AVX512-BF16 (Paddle's oneDNN); int8 on CPU (ONNX Runtime, "
-                        "a model exported with --int8)")
+                   help="fp16 on GPU; bf16 on CPUs with AVX512-BF16 (Paddle's oneDNN); int8 on CPU (OpenVINO or "
+                        "ONNX Runtime, a model exported with --int8)")
     p.add_argument("--trt-batch", default="1,1,8", help="TensorRT min,opt,max batch sizes (default 1,1,8)")
     p.add_argument("--cpu-threads", type=int, default=2)
     p.add_argument("--mkldnn", dest="mkldnn", action="store_true", default=True, help="oneDNN on CPU (default)")

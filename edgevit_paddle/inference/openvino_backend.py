@@ -3,7 +3,7 @@
 threads, its latency hint and float32 (which OpenVINO must be told: on CPUs with AVX512-BF16 or AMX it would
 compute in bfloat16), compiled for the static shape of each batch size it is given. Same preprocessing, same outputs
 (probabilities) and same errors as the other backends.
-``auto`` picks it for fp32 on the CPU (measured faster than ONNX Runtime, README "Deploy").
+``auto`` picks it on the CPU, fp32 and int8 (measured faster than ONNX Runtime, README "Deploy").
 """
 from __future__ import annotations
 

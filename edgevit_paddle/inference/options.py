@@ -71,6 +71,6 @@ def check_options(opts: PredictorOptions) -> None:
         if not cpu_supports_bf16():
             raise PredictorError("this CPU has no AVX512-BF16/AMX, which oneDNN bfloat16 needs: use --precision fp32")
     if opts.precision == "int8" and opts.backend == "paddle":
-        raise PredictorError("int8 runs through ONNX Runtime: use --backend onnxruntime (or auto)")
+        raise PredictorError("int8 runs the ONNX file: use --backend openvino or onnxruntime (or auto)")
     if opts.batch_size < 1 or opts.cpu_threads < 1:
         raise PredictorError("--batch-size and --cpu-threads must be >= 1")

@@ -59,20 +59,21 @@ def load_sidecar(model_dir: str) -> Dict[str, Any]:
 
 def resolve_backend(opts: PredictorOptions, model_dir: str) -> str:
     """``opts.backend``, or for ``auto`` the fastest one installed for the device and precision, as measured (README
-    "Deploy"): on CPU, where the model folder has the ONNX file, OpenVINO for fp32 (1.08-1.44x faster than ONNX
-    Runtime for every variant at batch 1 and 8, two runs) and ONNX Runtime for int8 (OpenVINO's INT8 not timed yet);
-    Paddle Inference for bf16, which only Paddle's oneDNN runs, on GPU, and where there is no ONNX file."""
+    "Deploy"): on CPU, where the model folder has the ONNX file (fp32 or int8), OpenVINO (faster than ONNX Runtime for
+    every variant at batch 1 and 8 in every run: fp32 1.08-1.51x, int8 1.55-2.1x), ONNX Runtime where OpenVINO is not
+    installed or ``ort_spin`` asks for it; Paddle Inference for bf16, which only Paddle's oneDNN runs, on GPU, and
+    where there is no ONNX file."""
     if opts.backend != "auto":
         return opts.backend
     if opts.device == "cpu" and opts.precision in ("fp32", "int8") and os.path.isfile(onnx_file(model_dir,
                                                                                                 opts.precision)):
-        if opts.precision == "fp32" and not opts.ort_spin and openvino_available():  # ort_spin: ONNX Runtime asked
+        if not opts.ort_spin and openvino_available():
             return "openvino"
         if onnxruntime_available():
             return "onnxruntime"
     if opts.precision == "int8":
         raise PredictorError(f"no '{onnx_file(model_dir, 'int8')}': export with tools/export.py --int8 (and install "
-                             "onnxruntime)")
+                             "openvino or onnxruntime)")
     return "paddle"
 
 
