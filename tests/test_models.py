@@ -278,7 +278,7 @@ def test_channels_first_attention_equals_token_attention(sr_ratio):
     cf.set_state_dict(state)
     assert all(cf.state_dict()[k].shape == v.shape for k, v in state.items())
     x = paddle.randn([2, dim, H, H])
-    want = tok(x.flatten(2).transpose([0, 2, 1]), H, H)
+    want = tok(x.flatten(2).transpose([0, 2, 1]), [2, dim, H, H])
     got = cf(x).flatten(2).transpose([0, 2, 1])
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 

@@ -65,9 +65,11 @@ class PointwiseLinear(nn.Linear):
 
 
 def split_heads(qkv: paddle.Tensor, num_heads: int, head_dim: int):
-    """Split a fused qkv projection [B, N, 3 * heads * head_dim] into q, k, v of [B, heads, N, head_dim]."""
-    qkv = qkv.reshape([0, -1, 3, num_heads, head_dim]).transpose([2, 0, 3, 1, 4])  # 0: keep the (dynamic) batch
-    q, k, v = paddle.unbind(qkv, axis=0)  # its backward is one stack; three slices' would zero-fill three times
+    """Split a fused qkv projection [B, N, 3 * heads * head_dim] into q, k, v of [B, heads, N, head_dim] (one reshape,
+    transpose and split: 0 keeps the dynamic batch; the split's backward is one concat, and an export has no shape
+    arithmetic)."""
+    qkv = qkv.reshape([0, -1, 3 * num_heads, head_dim]).transpose([0, 2, 1, 3])
+    q, k, v = paddle.split(qkv, 3, axis=1)
     return q, k, v
 
 

@@ -116,19 +116,19 @@ class GlobalSparseAttn(nn.Layer):
             self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x, H: Optional[int] = None, W: Optional[int] = None):
+    def forward(self, x, map_shape=None):
+        """``x``: an NCHW map (``channels_first``) or tokens [B, N, C] with ``map_shape``, the [B, C, H, W] of the map
+        they came from (a list, or ``paddle.shape`` of the map: an export then computes no shapes)."""
         if self.channels_first:
             return self._forward_channels_first(x)
         r = self.sr_ratio
         if r > 1:  # sample on the NCHW map
-            C = x.shape[2]
-            x = x.transpose([0, 2, 1]).reshape([0, C, H, W])[:, :, ::r, ::r]
-            C, h, w = x.shape[1], x.shape[2], x.shape[3]
-            x = x.reshape([0, 0, -1]).transpose([0, 2, 1])
+            sampled = x.transpose([0, 2, 1]).reshape(map_shape)[:, :, ::r, ::r]
+            x = sampled.reshape([0, 0, -1]).transpose([0, 2, 1])
         q, k, v = split_heads(self.qkv(x), self.num_heads, self.head_dim)
         x = merge_heads(self.attend(q, k, v))
         if r > 1:
-            x = self.local_prop(x.transpose([0, 2, 1]).reshape([0, C, h, w]))
+            x = self.local_prop(x.transpose([0, 2, 1]).reshape(paddle.shape(sampled)))
             x = self.norm(x.reshape([0, 0, -1]).transpose([0, 2, 1]))
         return self.proj_drop(self.proj(x))
 
@@ -174,11 +174,11 @@ class SelfAttn(nn.Layer):
         if self.channels_first:
             x = x + self.drop_path(self.attn(self.norm1(x)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
-        C, H, W = x.shape[1], x.shape[2], x.shape[3]
+        map_shape = paddle.shape(x)
         x = x.reshape([0, 0, -1]).transpose([0, 2, 1])
-        x = x + self.drop_path(self.attn(self.norm1(x), H, W))
+        x = x + self.drop_path(self.attn(self.norm1(x), map_shape))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.transpose([0, 2, 1]).reshape([0, C, H, W])
+        return x.transpose([0, 2, 1]).reshape(map_shape)
 
 
 class LGLBlock(nn.Layer):
