@@ -51,7 +51,7 @@ class OpenVinoBackend:
             how = "--int8" if opts.precision == "int8" else "--format onnx (or all)"
             raise PredictorError(f"'{path}' is missing: export it with tools/export.py {how}, or use --backend "
                                  "paddle")
-        self.ov, self.path = ov, path
+        self.ov = ov
         # f32 said outright: on a CPU with AVX512-BF16 or AMX OpenVINO otherwise computes in bfloat16 (seen on Zen 5)
         self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(opts.cpu_threads),
                        "INFERENCE_PRECISION_HINT": "f32"}
