@@ -59,10 +59,10 @@ def load_sidecar(model_dir: str) -> Dict[str, Any]:
 
 def resolve_backend(opts: PredictorOptions, model_dir: str) -> str:
     """``opts.backend``, or for ``auto`` the fastest one installed for the device and precision, as measured (README
-    "Deploy"): on CPU, where the model folder has the ONNX file (fp32 or int8), OpenVINO (faster than ONNX Runtime for
-    every variant at batch 1 and 8 in every run: fp32 1.08-1.51x, int8 1.55-2.1x), ONNX Runtime where OpenVINO is not
-    installed or ``ort_spin`` asks for it; Paddle Inference for bf16, which only Paddle's oneDNN runs, on GPU, and
-    where there is no ONNX file."""
+    "Deploy"): on CPU, where the model folder has the ONNX file (fp32 or int8), OpenVINO (as fast as ONNX Runtime or
+    faster for every variant at batch 1 and 8 in every run: fp32 1.00-1.51x, int8 1.55-2.1x), ONNX Runtime where
+    OpenVINO is not installed or ``ort_spin`` asks for it; Paddle Inference for bf16, which only Paddle's oneDNN runs,
+    on GPU, and where there is no ONNX file."""
     if opts.backend != "auto":
         return opts.backend
     if opts.device == "cpu" and opts.precision in ("fp32", "int8") and os.path.isfile(onnx_file(model_dir,
