@@ -44,7 +44,10 @@ def test_a_killed_loader_worker_ends_the_run_in_one_line(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not latest.exists():
         time.sleep(0.2)
-    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(p) == proc.pid]
+    workers = []  # an epoch's workers exit at its end and the next epoch's start a moment later: wait for them
+    while time.time() < deadline and proc.poll() is None and not workers:
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(p) == proc.pid]
+        time.sleep(0.05)
     assert workers and proc.poll() is None
     os.kill(workers[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
