@@ -25,14 +25,9 @@ import edgevit_paddle as ep
 from edgevit_paddle.config import load_config
 from edgevit_paddle.engine import checkpoint_saver, train
 from edgevit_paddle.export import export_from_config, fold_batchnorm, remaining_batchnorms
+from edgevit_paddle.export.fold import sublayer_at
 from edgevit_paddle.inference import Predictor, PredictorOptions
 from edgevit_paddle.paddle_compat import is_batch_norm
-
-
-def getattr_path(layer, path):
-    for part in path.split("."):
-        layer = getattr(layer, part, None)
-    return layer
 
 
 def _variant_id(name, variant):
@@ -88,9 +83,9 @@ def test_builds_trains_and_folds(name, variant):
     # every GroupNorm a layer declares as feeding a conv or Linear has its affine folded there, and only normalises
     declared = [f"{n + '.' if n else ''}{norm}" for n, layer in [("", net)] + list(net.named_sublayers())
                 for norm, _, where in getattr(type(layer), "bn_folds", ())
-                if where == "in" and isinstance(getattr_path(layer, norm), paddle.nn.GroupNorm)]
+                if where == "in" and isinstance(sublayer_at(layer, norm), paddle.nn.GroupNorm)]
     assert sorted(folded.folded_affine) == sorted(declared)
-    assert all(getattr_path(folded, n).weight is None and getattr_path(folded, n).bias is None for n in declared)
+    assert all(sublayer_at(folded, n).weight is None and sublayer_at(folded, n).bias is None for n in declared)
 
 
 def _tiny(out_dir, name, variant, *more):

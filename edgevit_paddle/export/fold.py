@@ -34,7 +34,8 @@ import paddle.nn as nn
 from ..paddle_compat import BatchNormBase, batch_norm_stats, conv_settings, is_batch_norm
 
 
-def _get(layer: nn.Layer, path: str) -> Optional[nn.Layer]:
+def sublayer_at(layer: nn.Layer, path: str) -> Optional[nn.Layer]:
+    """The layer at the attribute path ``path`` (e.g. ``attn.qkv``) below ``layer``, or None."""
     for part in path.split("."):
         layer = getattr(layer, part, None)
         if layer is None:
@@ -113,7 +114,7 @@ def fold_batchnorm(model: nn.Layer, inplace: bool = False) -> nn.Layer:
     folded, folded_affine = [], []
     for name, layer in [("", model)] + list(model.named_sublayers()):
         for norm_path, target_path, where in getattr(type(layer), "bn_folds", ()):
-            norm, target = _get(layer, norm_path), _get(layer, target_path)
+            norm, target = sublayer_at(layer, norm_path), sublayer_at(layer, target_path)
             path = f"{name + '.' if name else ''}{norm_path}"
             if target is None:
                 continue
