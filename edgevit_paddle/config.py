@@ -5,7 +5,6 @@ Every problem is a ``ConfigError`` (a ``ValueError``) with one line naming the f
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import os
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import yaml
 
 from .data.datasets import DATASET_NAMES
 from .data.transforms import check_transforms, output_size, with_sizes
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, did_you_mean
 from .files import write_text_atomic
 from .model_cfg import DEFAULT_CROP_PCT
 from .registry import model_entrypoint
@@ -149,11 +148,6 @@ PADDLECLAS_NAMES = {
 }
 
 
-def _closest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 class _ConfigLoader(yaml.SafeLoader):
     """``yaml.safe_load`` that also refuses what a config never needs and an attacker would use: aliases (``*name``:
     a 1.6 KB file of them expands to gigabytes) and a key given twice (the second would win silently)."""
@@ -209,7 +203,7 @@ def _check_value(field: Field, value: Any, where: str, src: str) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{src}: '{where}' is {value}: give a finite number")
     if field.choices is not None and value not in field.choices:
-        raise ConfigError(f"{src}: '{where}' is {_short(value)}{_closest(str(value), map(str, field.choices))}; "
+        raise ConfigError(f"{src}: '{where}' is {_short(value)}{did_you_mean(value, field.choices, cutoff=0.5)}; "
                           f"valid: {', '.join(map(str, field.choices))}")
     if field.minimum is not None and value < field.minimum:
         raise ConfigError(f"{src}: '{where}' must be >= {field.minimum}, got {value}")
@@ -233,7 +227,7 @@ def _validate(schema: Dict[str, Any], data: Dict[str, Any], prefix: str, src: st
             valid = [k for k in schema if k != "__any__"]
             if where in PADDLECLAS_NAMES:
                 raise ConfigError(f"{src}: unknown key '{where}' (PaddleClas's name): {PADDLECLAS_NAMES[where]}")
-            raise ConfigError(f"{src}: unknown key '{where}'{_closest(str(key), valid)}; valid keys"
+            raise ConfigError(f"{src}: unknown key '{where}'{did_you_mean(key, valid, cutoff=0.5)}; valid keys"
                               f"{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(valid)}")
         spec = schema[key]
         out[key] = _validate(spec, value or {}, where + ".", src) if isinstance(spec, dict) else \

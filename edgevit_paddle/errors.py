@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["UserError", "ConfigError", "DataError", "ModelError", "InputError", "WeightsError",
            "MissingFileError", "ExportError", "PredictorError", "CheckpointError", "TrainingError",
-           "BenchmarkError"]
+           "BenchmarkError", "first_line", "did_you_mean"]
 
 
 class UserError(Exception):
@@ -61,3 +61,17 @@ class TrainingError(UserError, ValueError):
 
 class BenchmarkError(UserError, ValueError):
     """A benchmark cannot run as asked (unknown model or variant, a mode this machine cannot run)."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message, at most ``limit`` characters; the exception's type name
+    when the message is empty (a bare ``MemoryError()``)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
+
+
+def did_you_mean(word: object, options, n: int = 1, cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``options`` to ``word``, or ``""`` when none is close."""
+    import difflib
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=n, cutoff=cutoff)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""

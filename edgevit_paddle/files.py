@@ -113,9 +113,10 @@ def staged_folder(folder: str) -> Iterator[str]:
     (its old contents are removed after), when it fails it is removed and ``folder`` is as it was. A kill at any
     moment leaves ``folder`` old and whole or new and whole (a kill's leftover staging folder is swept by the next
     call). Where the system cannot swap two folders in one step, the old one is moved aside first: a kill in that
-    instant leaves it whole as ``.<name>.staging-<pid>`` beside an absent ``folder``."""
+    instant leaves it whole as ``.<name>.staging-<pid>`` beside an absent ``folder``. A ``folder`` that is a symbolic
+    link is written where it points (the link stays)."""
     import shutil
-    folder = os.path.abspath(folder)
+    folder = os.path.realpath(folder)
     parent, name = os.path.dirname(folder), os.path.basename(folder)
     os.makedirs(parent, exist_ok=True)
     prefix = f".{name}{STAGING_MARK}"

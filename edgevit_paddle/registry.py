@@ -7,7 +7,6 @@ touching only its own file.
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 import sys
@@ -15,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import paddle.nn as nn
 
-from .errors import ModelError
+from .errors import ModelError, did_you_mean
 
 _model_entrypoints: Dict[str, Callable[..., nn.Layer]] = {}
 _default_cfgs: Dict[str, Dict[str, Any]] = {}
@@ -56,8 +55,7 @@ def is_model(name: str) -> bool:
 def model_entrypoint(name: str) -> Callable[..., nn.Layer]:
     """The factory registered as ``name``; an unknown name raises ModelError naming the closest ones."""
     if name not in _model_entrypoints:
-        close = difflib.get_close_matches(str(name), list(_model_entrypoints), n=3, cutoff=0.4)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        hint = did_you_mean(name, _model_entrypoints, n=3, cutoff=0.4)
         raise ModelError(f"unknown model '{name}'{hint}; registered models: {', '.join(list_models())}")
     return _model_entrypoints[name]
 
@@ -105,8 +103,7 @@ def build_model(cls: type, name: str, arch: Dict[str, Any], kwargs: Dict[str, An
     params = constructor_params(cls)
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], list(params), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(unknown[0], params)
         raise ModelError(f"unknown argument '{unknown[0]}' for model '{name}'{hint}; valid: {', '.join(params)}")
     for key, value in kwargs.items():
         _check_type(name, key, value, params[key].default)

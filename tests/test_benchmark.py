@@ -91,8 +91,8 @@ def test_data_parallel_training_mode(tmp_path):
 
 def test_every_deployment_mode(tmp_path):
     """The Paddle predictor (folded, unfolded, oneDNN off), ONNX Runtime and OpenVINO (fp32, INT8) in one run."""
-    from edgevit_paddle.benchmark.cases import DEPLOY_MODES
-    modes = [m for m in DEPLOY_MODES if m != "predictor_bf16"]  # bf16: its own test, where the CPU has it
+    from edgevit_paddle.benchmark.cases import deploy_modes
+    modes = [m for m in deploy_modes() if m != "predictor_bf16"]  # bf16: its own test, where the CPU has it
     res = subprocess.run([sys.executable, TOOL, "--models", "vit_mnist", "--modes", *modes, "--batch-sizes", "2",
                           "--runs", "2", "--warmup", "1", "--baseline", "mode=predictor", "--out", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)

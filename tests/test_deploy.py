@@ -17,7 +17,7 @@ from edgevit_paddle.engine import train
 from edgevit_paddle.errors import ExportError, PredictorError
 from edgevit_paddle.export import export_model
 from edgevit_paddle.image import read_image
-from edgevit_paddle.inference import Predictor, PredictorOptions
+from edgevit_paddle.inference import Predictor, PredictorOptions, backends
 
 #: one worker runs this module, so that its module fixtures (a trained run, its export) are built once
 pytestmark = pytest.mark.xdist_group("test_deploy")
@@ -177,40 +177,64 @@ def test_a_failing_batch_is_retried_one_by_one_and_nonfinite_scores_reported(qui
     assert sum("topk" in r for r in results) == 3
 
 
-def test_damaged_model_files_are_one_line_errors(quickstart_export, tmp_path):
+def _copy(model_dir, dest, damage=lambda d: None, digests=True):
+    dest.mkdir()
+    for f in os.listdir(model_dir):
+        (dest / f).write_bytes((model_dir / f).read_bytes())
+    if not digests:  # a folder whose inference.yml records no digests: the runtimes' own load errors are reached
+        meta = yaml.safe_load((dest / "inference.yml").read_text())
+        (dest / "inference.yml").write_text(yaml.safe_dump({k: v for k, v in meta.items() if k != "digests"}))
+    damage(dest)
+    return str(dest)
+
+
+def test_damaged_sidecars_are_one_line_errors(quickstart_export, tmp_path):
     model_dir, _ = quickstart_export
-
-    def copy(name, damage):
-        d = tmp_path / name
-        d.mkdir()
-        for f in os.listdir(model_dir):
-            (d / f).write_bytes((model_dir / f).read_bytes())
-        damage(d)
-        return str(d)
-
-    cases = [
-        (copy("yml", lambda d: (d / "inference.yml").write_text("input_size: [3, 32\n  - what")), "auto",
-         "inference.yml' is not valid YAML"),
-        (copy("yml2", lambda d: (d / "inference.yml").write_text("just a string")), "auto", "is not an inference.yml"),
-        (copy("params", lambda d: (d / "inference.pdiparams").write_bytes(
-            (d / "inference.pdiparams").read_bytes()[:1000])), "paddle", "cannot load the model in .* re-export"),
-        (copy("onnx", lambda d: (d / "inference.onnx").write_bytes((d / "inference.onnx").read_bytes()[:1000])),
-         "onnxruntime", "cannot load '.*inference.onnx' .* re-export"),
-        (copy("onnx_ov", lambda d: (d / "inference.onnx").write_bytes((d / "inference.onnx").read_bytes()[:1000])),
-         "openvino", "cannot load '.*inference.onnx' .* re-export"),
-        (copy("noonnx", lambda d: (d / "inference.onnx").unlink()), "onnxruntime",
-         "inference.onnx' is missing: export it with tools/export.py --format onnx"),
-    ]
-    for folder, backend, match in cases:
+    cases = [(_copy(model_dir, tmp_path / "yml", lambda d: (d / "inference.yml").write_text("input_size: [3, 32\n  - "
+                                                                                            "what")),
+              "inference.yml' is not valid YAML"),
+             (_copy(model_dir, tmp_path / "yml2", lambda d: (d / "inference.yml").write_text("just a string")),
+              "is not an inference.yml")]
+    for folder, match in cases:
         with pytest.raises(PredictorError, match=match) as info:
-            Predictor(folder, PredictorOptions(backend=backend))
+            Predictor(folder)
         assert "\n" not in str(info.value)
-        res = subprocess.run([sys.executable, INFER, "--model-dir", folder, "--backend", backend, "x.jpg"],
-                             capture_output=True, text=True)
-        assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr, \
-            res.stderr[-2000:]
-    # without its ONNX file, auto falls back to Paddle Inference
-    assert Predictor(cases[-1][0]).backend_name == "paddle"
+    res = subprocess.run([sys.executable, INFER, "--model-dir", cases[0][0], "x.jpg"], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr, \
+        res.stderr[-2000:]
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend", backends.backend_names())
+def test_damaged_swapped_or_missing_model_files_are_one_line_errors(quickstart_export, tmp_path, backend):
+    """For every backend of the table and every file it reads: truncated (the digest in inference.yml catches it; in
+    a folder without digests, the runtime's own load error), swapped for another export's file, or missing."""
+    model_dir, _ = quickstart_export
+    cls = backends.get(backend)
+    other = tmp_path / "other"  # the same model, other weights: a file of another export
+    export_model(ep.create_model("edgevit_xxs", num_classes=10), str(other), (3, 32, 32),
+                 {"preprocess": yaml.safe_load((model_dir / "inference.yml").read_text())["preprocess"],
+                  "class_names": [str(i) for i in range(10)]}, check=False)
+    for i, file in enumerate(f for f in cls.model_files(str(model_dir), "fp32")):
+        name = os.path.basename(file)
+
+        def truncate(d):
+            (d / name).write_bytes((d / name).read_bytes()[:1000])
+
+        cases = [(_copy(model_dir, tmp_path / f"{i}cut", truncate), f"'.*{name}' is not the file this export wrote"),
+                 (_copy(model_dir, tmp_path / f"{i}cut_nodigest", truncate, digests=False),
+                  f"cannot load .*'.*{name}'.* re-export"),
+                 (_copy(model_dir, tmp_path / f"{i}swap",
+                        lambda d: (d / name).write_bytes((other / name).read_bytes())),
+                  f"'.*{name}' is not the file this export wrote .* from another export"),
+                 (_copy(model_dir, tmp_path / f"{i}gone", lambda d: (d / name).unlink()),
+                  f"'.*{name}' is missing: export it with tools/export.py")]
+        for folder, match in cases:
+            with pytest.raises(PredictorError, match=match) as info:
+                Predictor(folder, PredictorOptions(backend=backend))
+            assert "\n" not in str(info.value)
+    if backend == "onnxruntime":  # without its ONNX file, auto falls back to the next backend that finds its files
+        assert Predictor(cases[-1][0]).backend_name == "paddle"
 
 
 def test_legacy_format_is_refused_with_the_reason(tmp_path):
@@ -221,13 +245,12 @@ def test_legacy_format_is_refused_with_the_reason(tmp_path):
     assert line.startswith("error: FLAGS_enable_pir_api=0") and "export ONNX" in line
 
 
-@pytest.mark.parametrize("backend", ["paddle", "onnxruntime"])
+@pytest.mark.parametrize("backend", backends.backend_names())
 def test_a_bug_in_a_backend_keeps_its_traceback(quickstart_export, photos, monkeypatch, backend):
     """Only what the runtimes raise for bad files and inputs becomes a one-line error or a skipped image; a
     TypeError planted in the backend comes through as itself, at load and while predicting."""
-    from edgevit_paddle.inference import onnx_backend, paddle_backend
     model_dir, _ = quickstart_export
-    cls = {"paddle": paddle_backend.PaddleBackend, "onnxruntime": onnx_backend.OnnxRuntimeBackend}[backend]
+    cls = backends.get(backend)
 
     def planted(self, batch):
         raise TypeError("planted bug")
@@ -240,3 +263,10 @@ def test_a_bug_in_a_backend_keeps_its_traceback(quickstart_export, photos, monke
     monkeypatch.setattr(pred.backend, "run", lambda batch: planted(None, batch))
     with pytest.raises(TypeError, match="planted bug"):
         list(pred.predict_paths(sorted(str(p) for p in photos.glob("image_*.jpg"))))
+    # our own errors are not the model's failure on an image; a library's error with no message still names itself
+    monkeypatch.setattr(pred.backend, "run", lambda batch: (_ for _ in ()).throw(PredictorError("ours")))
+    with pytest.raises(PredictorError, match="ours"):
+        list(pred.predict_paths(sorted(str(p) for p in photos.glob("image_*.jpg"))))
+    monkeypatch.setattr(pred.backend, "run", lambda batch: (_ for _ in ()).throw(MemoryError()))
+    results = list(pred.predict_paths(sorted(str(p) for p in photos.glob("image_*.jpg"))))
+    assert results and all(r["error"] == "the model failed on this image: MemoryError" for r in results)

@@ -271,9 +271,9 @@ def test_only_user_errors_become_one_line_errors(tmp_path):
 
 
 def test_benchmark_mode_errors_are_user_errors(monkeypatch):
-    import edgevit_paddle.inference as inference
-    monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: False)
-    with pytest.raises(BenchmarkError, match="predictor_bf16 needs a CPU with AVX512-BF16"):
+    from edgevit_paddle.inference import paddle_backend
+    monkeypatch.setattr(paddle_backend, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(BenchmarkError, match="mode predictor_bf16: this CPU has no AVX512-BF16/AMX"):
         build_cases(["vit_mnist"], "default", [1], None, ["predictor_bf16"])
     with pytest.raises(BenchmarkError, match="size 50 is not valid for edgevit_xxs: use a multiple of 32"):
         build_cases(["edgevit_xxs"], "default", [1], [50], ["eval"])
@@ -292,3 +292,39 @@ def test_processes_started_by_tests_run_the_checkout(tmp_path):
     res = subprocess.run([sys.executable, "-c", "import edgevit_paddle; print(edgevit_paddle.__file__)"],
                          capture_output=True, text=True, cwd=str(tmp_path))
     assert res.returncode == 0 and os.path.dirname(os.path.dirname(res.stdout.strip())) == ROOT, res.stdout
+
+
+def test_a_new_backend_is_one_class_and_one_line_in_the_table(tmp_path, monkeypatch):
+    """A backend declared once (here: ONNX Runtime under another name, first for auto, with an option of its own)
+    appears in the option checks, auto's choice, the CLI's choices and help, the benchmark's modes and groups, and is
+    its own precision_agreement reference, with nothing else edited."""
+    import argparse
+
+    from edgevit_paddle.benchmark import cases as bench_cases
+    from edgevit_paddle.cli import infer as infer_cli
+    from edgevit_paddle.export import export_registered
+    from edgevit_paddle.inference import Predictor, PredictorOptions, backends, check_options
+    from edgevit_paddle.inference.onnx_backend import OnnxRuntimeBackend
+
+    class Toy(OnnxRuntimeBackend):
+        name, summary, rank, honours = "toy", "a test backend", {"cpu": 0}, ("ort_spin",)
+        benchmark_group, benchmark_mode = "toy", "toy"
+
+    monkeypatch.setattr(backends, "BACKENDS", (*backends.BACKENDS, Toy))
+    assert "toy" in backends.choices() and "toy: a test backend" in backends.help_text()
+    assert bench_cases.deploy_modes()["toy_int8"] == {"backend": "toy", "precision": "int8"}
+    assert "toy" in bench_cases.modes()
+    with pytest.raises(SystemExit), monkeypatch.context() as m:
+        seen = {}
+        m.setattr(argparse.ArgumentParser, "parse_args", lambda self, argv=None: seen.update(
+            help=" ".join(self.format_help().split())) or sys.exit(0))
+        infer_cli.main([])
+    assert "{paddle,onnxruntime,openvino,toy,auto}" in seen["help"] and "toy: a test backend" in seen["help"]
+    with pytest.raises(ep.errors.PredictorError, match="precision bf16 is not available on cpu with --backend toy"):
+        check_options(PredictorOptions(backend="toy", precision="bf16"))
+    out = str(tmp_path / "m")
+    export_registered("vit_mnist", out)
+    assert Predictor(out).backend_name == "toy"  # auto: first by rank
+    assert Predictor(out, PredictorOptions(ort_spin=True)).backend_name == "toy"
+    with pytest.raises(ep.errors.PredictorError, match="--ort-spin is an option of onnxruntime and toy"):
+        check_options(PredictorOptions(backend="openvino", ort_spin=True))

@@ -191,6 +191,11 @@ def test_model_folder_errors(flowers_export, tmp_path):
         Predictor(str(broken))
     meta = yaml.safe_load(open(os.path.join(model_dir, "inference.yml")))
     (broken / "inference.yml").write_text(yaml.safe_dump({**meta, "class_names": ["a", "b"]}))
+    with pytest.raises(PredictorError, match=r"PostProcess.Topk.label_list in inference.yml disagrees with "
+                                             r"class_names in inference.yml \(class 0: 'pink primrose' vs 'a'\)"):
+        Predictor(str(broken))
+    (broken / "inference.yml").write_text(yaml.safe_dump({**meta, "class_names": ["a", "b"],
+                                                          "PostProcess": {"Topk": {"label_list": ["a", "b"]}}}))
     with pytest.raises(PredictorError, match="lists 2 classes but the model has 102 outputs"):
         Predictor(str(broken))
     (broken / "inference.yml").write_text(yaml.safe_dump({**meta, "input_size": [1, 64, 64]}))

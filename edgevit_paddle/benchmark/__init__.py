@@ -16,11 +16,11 @@ The package: ``cases`` (what to time), ``workers`` (the timing processes, starte
 ``python tools/benchmark.py --help``) for the command line; ``--out DIR`` writes ``results.csv``, ``results.md``,
 ``machine.json`` and PNG plots.
 """
-from .cases import MODES, Case, build_cases, parse_variants
+from .cases import Case, build_cases, deploy_modes, modes, parse_variants
 from .plots import plot_curves, plot_results
 from .report import add_ratios, markdown_table, write_results
 from .rows import COLUMNS
 from .runner import machine_info, run_benchmark
 
-__all__ = ["MODES", "Case", "build_cases", "parse_variants", "plot_curves", "plot_results", "COLUMNS", "add_ratios",
-           "markdown_table", "write_results", "machine_info", "run_benchmark"]
+__all__ = ["modes", "deploy_modes", "Case", "build_cases", "parse_variants", "plot_curves", "plot_results", "COLUMNS",
+           "add_ratios", "markdown_table", "write_results", "machine_info", "run_benchmark"]

@@ -5,21 +5,20 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import BenchmarkError
+from ..inference import backends
 from ..model_cfg import ModelCfg
 from ..registry import create_model, list_models
 
-#: the exported-model modes: how each is exported (BatchNorms folded or not) and run (backend, precision, oneDNN)
-DEPLOY_MODES = {
-    "predictor": dict(backend="paddle"),
-    "predictor_nofold": dict(backend="paddle", fold=False),
-    "predictor_noonednn": dict(backend="paddle", mkldnn=False),
-    "predictor_bf16": dict(backend="paddle", precision="bf16"),
-    "onnxruntime": dict(backend="onnxruntime"),
-    "onnxruntime_int8": dict(backend="onnxruntime", precision="int8"),
-    "openvino": dict(backend="openvino"),
-    "openvino_int8": dict(backend="openvino", precision="int8"),
-}
-MODES = ("eval", *DEPLOY_MODES, "train")
+
+def deploy_modes() -> Dict[str, Dict[str, Any]]:
+    """The exported-model modes, read off the backend table: how each is exported (BatchNorms folded or not) and run
+    (backend, precision, options)."""
+    return backends.benchmark_modes()
+
+
+def modes() -> tuple:
+    """Every mode: dygraph ``eval``, the deploy modes, ``train``."""
+    return ("eval", *deploy_modes(), "train")
 
 
 @dataclass
@@ -63,7 +62,7 @@ def parse_variants(text: str, cfg: ModelCfg) -> List[Dict[str, Any]]:
 
 
 def build_cases(models: Sequence[str], variants: str, batch_sizes: Sequence[int], sizes: Optional[Sequence[int]],
-                modes: Sequence[str], train_batch: Optional[int] = None, quick: bool = False,
+                wanted_modes: Sequence[str], train_batch: Optional[int] = None, quick: bool = False,
                 train_procs: Sequence[int] = (1,)) -> List[Case]:
     """Every model x variant x size x mode x batch (train mode at ``train_batch``, default the largest batch, once
     per entry of ``train_procs``). Sizes default to each model's ``default_cfg`` (``quick``: its small size).
@@ -76,14 +75,13 @@ def build_cases(models: Sequence[str], variants: str, batch_sizes: Sequence[int]
         raise BenchmarkError("--batch-sizes must be >= 1")
     if any(p < 1 for p in train_procs):
         raise BenchmarkError("--train-procs must be >= 1")
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in wanted_modes if m not in modes()]
     if bad:
-        raise BenchmarkError(f"unknown mode(s) {', '.join(bad)}; valid: {', '.join(MODES)}")
-    if "predictor_bf16" in modes:
-        from ..inference import cpu_supports_bf16
-        if not cpu_supports_bf16():
-            raise BenchmarkError("mode predictor_bf16 needs a CPU with AVX512-BF16 or AMX, which this one lacks: "
-                                 "drop it from --modes")
+        raise BenchmarkError(f"unknown mode(s) {', '.join(bad)}; valid: {', '.join(modes())}")
+    for mode in wanted_modes:
+        why = deploy_problem(mode)
+        if why:
+            raise BenchmarkError(f"mode {mode}: {why}; drop it from --modes")
     cases = []
     for name in models:
         cfg = create_model(name).default_cfg
@@ -91,7 +89,7 @@ def build_cases(models: Sequence[str], variants: str, batch_sizes: Sequence[int]
             for size in sizes or [cfg.small_size() if quick else cfg.input_size[1]]:
                 if size % cfg.stride:
                     raise BenchmarkError(f"size {size} is not valid for {name}: use a multiple of {cfg.stride}")
-                for mode in modes:
+                for mode in wanted_modes:
                     if mode != "train":
                         cases += [Case(name, b, size, mode, variant) for b in batch_sizes]
                         continue
@@ -102,3 +100,28 @@ def build_cases(models: Sequence[str], variants: str, batch_sizes: Sequence[int]
                                                  "choose --train-batch divisible by every --train-procs")
                         cases.append(Case(name, batch, size, mode, variant, procs))
     return cases
+
+
+def deploy_options(mode: str, threads: int):
+    """The ``PredictorOptions`` a deploy mode runs with."""
+    from ..inference import PredictorOptions
+    settings = {k: v for k, v in deploy_modes()[mode].items() if k != "fold"}
+    return PredictorOptions(cpu_threads=threads, **settings)
+
+
+def deploy_problem(mode: str):
+    """Why this machine cannot run a deploy mode (its backend's option check, e.g. bf16 on a CPU without
+    AVX512-BF16, or its library missing), or None."""
+    if mode not in deploy_modes():
+        return None
+    backend = backends.get(deploy_modes()[mode]["backend"])
+    if not backend.available():
+        return f"the {backend.name} backend is not installed (pip install {backend.package})"
+    return backend.option_problem(deploy_options(mode, 1))
+
+
+def reads_onnx(mode: str) -> bool:
+    """Whether a deploy mode's backend reads one of the export's ONNX files (so the export must write them)."""
+    settings = deploy_modes()[mode]
+    roles = backends.get(settings["backend"]).files.get(settings["precision"], ())
+    return any(role.startswith("onnx") for alternatives in roles for role in alternatives)

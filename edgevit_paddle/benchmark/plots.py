@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any, Dict, List, Sequence
 
-from .cases import MODES
+from .cases import modes as all_modes
 from .rows import label, variant_columns
 
 
@@ -22,7 +22,7 @@ def plot_results(rows: List[Dict[str, Any]], out_dir: str) -> Dict[str, str]:
     plt = _pyplot()
     cols = variant_columns(rows)
     out = {}
-    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    modes = [m for m in all_modes() if any(r["mode"] == m for r in rows)]
     fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         for name in sorted({label(r, cols) for r in rows if r["mode"] == mode}):

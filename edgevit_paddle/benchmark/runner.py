@@ -13,8 +13,9 @@ from typing import Any, Dict, List, Sequence
 from .. import cpu
 from ..engine.process import training_env
 from ..errors import BenchmarkError
+from ..inference import backends
 from . import workers
-from .cases import DEPLOY_MODES, Case
+from .cases import Case, deploy_modes
 
 
 def machine_info(threads: int) -> Dict[str, Any]:
@@ -79,12 +80,13 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
     """Measure every case (dygraph, then predictor, then training, each kind in its own process) and return rows:
     the case, the model's variant (every switch of its family), parameters, GMACs and timings."""
     from ..complexity import count_macs, count_params
-    # ONNX Runtime and OpenVINO (interleaved with each other) apart from Paddle Inference: oneDNN's OpenMP threads
-    # spin on after a run and slowed ONNX Runtime in the same process (p90 up to 1.8x its median here)
-    groups = {"dygraph": [c for c in cases if c.mode == "eval"],
-              "predictor": [c for c in cases if DEPLOY_MODES.get(c.mode, {}).get("backend") == "paddle"],
-              "onnx": [c for c in cases if DEPLOY_MODES.get(c.mode, {}).get("backend") in ("onnxruntime", "openvino")],
-              "train": [c for c in cases if c.mode == "train" and c.procs == 1]}
+    # each backend group in its own process (the table's ``benchmark_group``): oneDNN's OpenMP threads spin on after a
+    # run and slowed ONNX Runtime in the same process
+    groups = {"dygraph": [c for c in cases if c.mode == "eval"]}
+    for group in dict.fromkeys(b.benchmark_group for b in backends.BACKENDS):
+        groups[group] = [c for c in cases if c.mode in deploy_modes() and
+                         backends.get(deploy_modes()[c.mode]["backend"]).benchmark_group == group]
+    groups["train"] = [c for c in cases if c.mode == "train" and c.procs == 1]
     timings: Dict[str, Dict[str, float]] = {}
     for kind, group in groups.items():
         if group:

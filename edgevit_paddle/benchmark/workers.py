@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from edgevit_paddle.benchmark.cases import DEPLOY_MODES, Case
+from edgevit_paddle.benchmark.cases import Case, deploy_modes, deploy_options, reads_onnx
 from edgevit_paddle.builder import build_model_from_config
 from edgevit_paddle.errors import UserError
 from edgevit_paddle.paddle_compat import set_math_threads
@@ -71,29 +71,27 @@ def _dygraph_runners(cases: Sequence[Case]):
 
 def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
     """Exported models (random weights; ONNX and INT8 too when a case needs them, INT8 calibrated on noise) through
-    the product's ``Predictor``, as ``DEPLOY_MODES`` says."""
+    the product's ``Predictor``, as ``deploy_modes()`` says."""
     from edgevit_paddle.export import export_model, preprocess
-    from edgevit_paddle.inference import Predictor, PredictorOptions
+    from edgevit_paddle.inference import Predictor
     runners = {}
     exported: Dict[str, str] = {}
     for case in cases:
-        mode = DEPLOY_MODES[case.mode]
+        mode = deploy_modes()[case.mode]
         fold = mode.get("fold", True)
         tag = f"{Case(case.model, 1, case.size, 'export', case.variant).key}|{fold}"
         if tag not in exported:
             net, shape = build(case)
             out = os.path.join(workdir, str(len(exported)))
-            int8 = any(DEPLOY_MODES[c.mode].get("precision") == "int8" for c in cases)
+            int8 = any(deploy_modes()[c.mode]["precision"] == "int8" for c in cases)
             calibration = [np.random.RandomState(i).standard_normal([4, *shape[1:]]).astype(np.float32)
                            for i in range(2)] if int8 else None
             export_model(net, out, shape[1:], {"preprocess": preprocess.from_cfg(net.default_cfg, case.size),
                                                "class_names": []}, fold=fold, check=False, calibration=calibration,
-                         formats="all" if any(DEPLOY_MODES[c.mode]["backend"] != "paddle" for c in cases)
+                         formats="all" if any(reads_onnx(c.mode) for c in cases)
                          else "paddle")
             exported[tag] = out
-        pred = Predictor(exported[tag], PredictorOptions(cpu_threads=threads, backend=mode["backend"],
-                                                         mkldnn=mode.get("mkldnn", True),
-                                                         precision=mode.get("precision", "fp32")))
+        pred = Predictor(exported[tag], deploy_options(case.mode, threads))
         x = np.random.RandomState(0).standard_normal([case.batch, *pred.input_size]).astype(np.float32)
         runners[case.key] = lambda pred=pred, x=x: pred.run(x)
     return runners

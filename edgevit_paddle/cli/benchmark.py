@@ -12,7 +12,7 @@ exported predictor (BatchNorms folded and not) and in training steps (paddle.Mod
 import argparse
 import os
 
-from ..benchmark import MODES
+from ..benchmark import modes
 from . import UserError, run
 
 
@@ -24,7 +24,7 @@ def main(argv=None):
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     p.add_argument("--sizes", nargs="+", type=int, help="input sizes (default: each model's default)")
     p.add_argument("--modes", nargs="+", default=["eval", "predictor", "onnxruntime", "train"],
-                   choices=MODES,
+                   choices=modes(),
                    help="predictor = exported, BatchNorms folded, Paddle Inference with oneDNN; predictor_nofold: not "
                         "folded; predictor_noonednn: oneDNN off; predictor_bf16: oneDNN bfloat16 (CPUs with "
                         "AVX512-BF16/AMX); onnxruntime: the same export through ONNX Runtime; onnxruntime_int8: "

@@ -1,4 +1,5 @@
-"""Classify images with an exported model through ONNX Runtime or Paddle Inference (CPU with oneDNN, GPU, TensorRT).
+"""Classify images with an exported model through any backend of the table (Paddle Inference with oneDNN, GPU or
+TensorRT; ONNX Runtime; OpenVINO; ``--backend auto`` picks the first installed that fits).
 
     python tools/infer.py --model-dir output/quickstart/inference img.png more/ "photos/**/*.jpg"
     python tools/infer.py --model-dir DIR --precision int8 --batch-size 8 --json images/      (exported with --int8)
@@ -17,22 +18,19 @@ from . import UserError, run
 
 
 def main(argv=None):
-    from edgevit_paddle.inference import BACKENDS, PRECISIONS
+    from edgevit_paddle.inference import backends
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
     p.add_argument("--model-dir", required=True, help="folder written by tools/export.py")
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="paddle (Paddle Inference), onnxruntime, openvino (pip install openvino; the ONNX file, CPU), "
-                        "or auto: the fastest installed for the device and precision (CPU: OpenVINO when the "
-                        "model folder has the ONNX file, else ONNX Runtime; --ort-spin: ONNX Runtime)")
+    p.add_argument("--device", choices=backends.devices(), default="cpu")
+    p.add_argument("--backend", choices=backends.choices(), default=backends.AUTO, help=backends.help_text())
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--gpu-mem", type=int, default=500, help="initial GPU memory pool in MB")
     p.add_argument("--use-tensorrt", action="store_true", help="TensorRT engine (GPU build with TensorRT only)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp16 on GPU; bf16 on CPUs with AVX512-BF16 (Paddle's oneDNN); int8 on CPU (OpenVINO or "
-                        "ONNX Runtime, a model exported with --int8)")
+    p.add_argument("--precision", choices=backends.precisions(), default="fp32",
+                   help="; ".join(f"{b.name}: " + ", ".join(f"{d} {'/'.join(ps)}" for d, ps in b.precisions.items())
+                                  for b in backends.BACKENDS) + " (int8: a model exported with --int8)")
     p.add_argument("--trt-batch", default="1,1,8", help="TensorRT min,opt,max batch sizes (default 1,1,8)")
     p.add_argument("--cpu-threads", type=int, default=2)
     p.add_argument("--mkldnn", dest="mkldnn", action="store_true", default=True, help="oneDNN on CPU (default)")
@@ -54,9 +52,10 @@ def main(argv=None):
 
     try:
         trt = tuple(int(v) for v in args.trt_batch.split(","))
-        assert len(trt) == 3 and 1 <= trt[0] <= trt[1] <= trt[2]
-    except (ValueError, AssertionError):
-        raise UserError(f"--trt-batch '{args.trt_batch}' must be three batch sizes min<=opt<=max, e.g. 1,4,8") from None
+    except ValueError:
+        trt = ()
+    if not (len(trt) == 3 and 1 <= trt[0] <= trt[1] <= trt[2]):
+        raise UserError(f"--trt-batch '{args.trt_batch}' must be three batch sizes min<=opt<=max, e.g. 1,4,8")
     if args.topk < 1:
         raise UserError(f"--topk {args.topk}: ask for at least 1 class per image, e.g. --topk 5")
     paths = expand_inputs(args.inputs)

@@ -18,7 +18,6 @@ Besides Paddle's, ``RandAugment`` (timm's, ``rand_augment.py``) and ``TimmRandom
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -26,7 +25,7 @@ import numpy as np
 import paddle.vision.transforms as T
 import paddle.vision.transforms.functional as F
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..image import center_crop_box, from_pil, resize_antialiased, short_side_size, to_channels, to_pil
 from ..model_cfg import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ModelCfg, resize_for_crop
 from .rand_augment import RandAugment
@@ -120,9 +119,8 @@ def _entry(item: Any, where: str):
                           f"got {item!r}")
     name, args = next(iter(item.items()))
     if name not in ALLOWED:
-        close = difflib.get_close_matches(str(name), ALLOWED, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{where}: unknown transform '{name}'{hint}; valid: {', '.join(ALLOWED)}")
+        raise ConfigError(f"{where}: unknown transform '{name}'{did_you_mean(name, ALLOWED)}; valid: "
+                          f"{', '.join(ALLOWED)}")
     if args is None:
         args = {}
     if not isinstance(args, dict):

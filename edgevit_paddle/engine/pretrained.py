@@ -23,9 +23,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import paddle
 import paddle.nn as nn
-import yaml
 
 from ..errors import MissingFileError, WeightsError
+from ..inference import model_folder
 from ..weights import (
     IDENTITY_KEY,
     PARTIAL,
@@ -44,10 +44,8 @@ AUTHORS_FORMATS = (".pth", ".pt", ".bin", ".npz")
 
 def _from_folder(path: str) -> str:
     """The weights a folder stands for (see module doc)."""
-    sidecar = os.path.join(path, "inference.yml")
-    if os.path.isfile(sidecar):
-        with open(sidecar, encoding="utf-8") as f:
-            source = (yaml.safe_load(f) or {}).get("weights")
+    if os.path.isfile(model_folder.path(path, "sidecar")):
+        source = model_folder.recorded_weights(path)
         if source and os.path.isfile(source if source.endswith(".pdparams") else source + ".pdparams"):
             return source
         raise WeightsError(f"'{path}' is an exported model: its parameters are folded and renamed for inference and "

@@ -63,8 +63,3 @@ def paddle_sections(steps: Sequence[Dict[str, Any]], class_names: List[str], mod
     return {"Global": {"model_name": model_name, **PADDLECLAS_GLOBAL},
             "PreProcess": {"transform_ops": ops},
             "PostProcess": {"Topk": {"topk": min(topk, len(class_names)), "label_list": list(class_names)}}}, None
-
-
-def class_id_map(class_names: Sequence[str]) -> str:
-    """PaddleClas's label map file: ``<id> <name>`` per line (``Topk.class_id_map_file``)."""
-    return "".join(f"{i} {name}\n" for i, name in enumerate(class_names))

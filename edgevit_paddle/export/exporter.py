@@ -20,11 +20,12 @@ from ..builder import build_model_from_config
 from ..data import build_dataset, class_names, eval_transforms
 from ..errors import ExportError
 from ..files import staged_folder
+from ..inference import model_folder
 from ..labels import read_labels
 from ..registry import create_model
 from . import preprocess
 from .onnx import quantize_int8, to_onnx
-from .paddle_inference import LABEL_LIST, Probabilities, save_paddle
+from .paddle_inference import Probabilities, save_paddle, write_sidecar
 
 FORMATS = ("paddle", "onnx", "all")
 #: the largest difference an export may show against the model it came from (its outputs are probabilities)
@@ -79,17 +80,13 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
     return {**result, "files": files, "out_dir": out_dir}
 
 
-#: what an export folder holds (anything else in a folder exported into is the user's, and is not replaced)
-EXPORT_FILES = ("inference.", "inference_int8.", LABEL_LIST, ".cache")
-
-
 def _check_out_dir(out_dir: str) -> None:
     """Refuse a target that is a file, or a folder holding files an export does not write (the export replaces the
     whole folder)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ExportError(f"--out '{out_dir}' is a file: give a folder")
     if os.path.isdir(out_dir):
-        foreign = sorted(f for f in os.listdir(out_dir) if not f.startswith(EXPORT_FILES))
+        foreign = model_folder.foreign_files(out_dir)
         if foreign:
             raise ExportError(f"'{out_dir}' holds files that are not an export ({', '.join(foreign[:5])}): an export "
                               "replaces the whole folder, so give an empty folder or an earlier export")
@@ -121,6 +118,7 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
         if check:
             int8_out = _predictor(out_dir, "onnxruntime", "int8").run(x)
             checks["int8_top1_agreement"] = float((int8_out.argmax(1) == onnx_out.argmax(1)).mean())
+    write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), "digests": model_folder.digests(out_dir)})
     return {"files": files, "out_dir": out_dir, "checks": checks}
 
 

@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from ..errors import ExportError
-from ..inference.onnx_backend import ONNX_FILES
+from ..inference import model_folder
 from ..native_output import native_output_redirected
 
 #: ONNX opset: 17 has LayerNormalization, which ONNX Runtime runs as one fused kernel
@@ -31,15 +31,16 @@ def to_onnx(model_dir: str, opset: int = OPSET) -> str:
         raise ExportError("ONNX export needs paddle2onnx (a dependency of this package): reinstall the package, "
                           "or export with --format paddle") from None
     os.environ.setdefault("POLYGRAPHY_AUTOINSTALL_DEPS", "0")  # nothing may install packages at run time
-    prefix = os.path.join(model_dir, "inference")
-    out = os.path.join(model_dir, ONNX_FILES["fp32"])
+    out = model_folder.path(model_dir, "onnx")
     with tempfile.TemporaryFile(mode="w+") as log, native_output_redirected(to=log):
         def failure(cause: str) -> RuntimeError:
             log.seek(0)
-            return RuntimeError(f"paddle2onnx could not convert {prefix}.json ({cause}): {log.read()[-1500:]}")
+            return RuntimeError(f"paddle2onnx could not convert {model_folder.path(model_dir, 'paddle_program')} "
+                                f"({cause}): {log.read()[-1500:]}")
 
         try:
-            paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", out, opset_version=opset,
+            paddle2onnx.export(model_folder.path(model_dir, "paddle_program"),
+                               model_folder.path(model_dir, "paddle_params"), out, opset_version=opset,
                                enable_onnx_checker=True, optimize_tool="None", verbose=False)
         except (Exception, SystemExit) as e:  # paddle2onnx logs a conversion error, then fails on its own missing
             # result, or calls sys.exit(-1) on a program it cannot read: re-raised with its log, its traceback kept
@@ -138,8 +139,8 @@ def quantize_int8(model_dir: str, calibration: Iterable[np.ndarray]) -> str:
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
         raise ExportError(f"INT8 export needs onnxruntime with its quantiser ({e}): reinstall the package") from None
-    src = os.path.join(model_dir, ONNX_FILES["fp32"])
-    out = os.path.join(model_dir, ONNX_FILES["int8"])
+    src = model_folder.path(model_dir, "onnx")
+    out = model_folder.path(model_dir, "onnx_int8")
     onnxruntime.set_default_logger_severity(3)  # calibration sessions would log every unused initializer
     input_name = onnx.load(src, load_external_data=False).graph.input[0].name
     root = logging.getLogger()

@@ -15,7 +15,9 @@ import paddle.nn.functional as F
 import yaml
 
 from ..errors import ExportError
-from .ecosystem import class_id_map, paddle_sections
+from ..inference import model_folder
+from ..labels import label_map
+from .ecosystem import paddle_sections
 from .fold import fold_batchnorm, remaining_batchnorms
 
 
@@ -43,7 +45,7 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
     model = fold_batchnorm(net) if fold else net
     cfg = net.default_cfg
     os.makedirs(out_dir, exist_ok=True)
-    prefix = os.path.join(out_dir, "inference")
+    prefix = os.path.join(out_dir, model_folder.PREFIX)
     c, h, w = (int(v) for v in input_size)
     spec = [None, c, h, w] if cfg.fixed_input_size else [None, c, None, None]
     paddle.jit.save(Probabilities(model), prefix, input_spec=[InputSpec(spec, "float32", "x")])
@@ -66,19 +68,23 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
     names = list(sidecar.get("class_names") or [str(i) for i in range(net.num_classes)])
     theirs, why_not = paddle_sections(sidecar["preprocess"], names, their_name, c)
     sidecar.update(theirs or {"paddleclas_paddlex": f"not written: {why_not}"})
-    with open(prefix + ".yml", "w", encoding="utf-8") as f:
+    write_sidecar(out_dir, sidecar)
+    with open(model_folder.path(out_dir, "labels"), "w", encoding="utf-8") as f:
+        f.write(label_map(names))
+    return {k: model_folder.path(out_dir, role) for k, role in (("model", "paddle_program"),
+                                                                  ("params", "paddle_params"), ("sidecar", "sidecar"),
+                                                                  ("labels", "labels"))}
+
+
+def write_sidecar(out_dir: str, sidecar: Dict[str, Any]) -> None:
+    """Write ``inference.yml`` (keys in the order given)."""
+    with open(model_folder.path(out_dir, "sidecar"), "w", encoding="utf-8") as f:
         yaml.safe_dump(sidecar, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
-    with open(os.path.join(out_dir, LABEL_LIST), "w", encoding="utf-8") as f:
-        f.write(class_id_map(names))
-    return {k: prefix + ext for k, ext in (("model", ".json"), ("params", ".pdiparams"), ("sidecar", ".yml"))} | \
-        {"labels": os.path.join(out_dir, LABEL_LIST)}
 
 
 #: what the exported program outputs (``inference.yml``'s ``output``): class probabilities, as PaddleClas's export
 #: ends in a softmax, so every client prints probabilities; exports older than this field output logits
 OUTPUT = "probabilities"
-#: PaddleClas's label map beside the model (``<id> <name>`` per line)
-LABEL_LIST = "label_list.txt"
 
 
 class Probabilities(nn.Layer):

@@ -1,74 +1,49 @@
 """OpenVINO as a backend: it reads the export's ONNX file directly (``inference.onnx``, or the QDQ
-``inference_int8.onnx``), dynamic batch, height and width included, and runs it on the CPU with ``cpu_threads``
-threads, its latency hint and float32 (which OpenVINO must be told: on CPUs with AVX512-BF16 or AMX it would
-compute in bfloat16), compiled for the static shape of each batch size it is given. Same preprocessing, same outputs
-(probabilities) and same errors as the other backends.
-``auto`` picks it on the CPU, fp32 and int8 (measured faster than ONNX Runtime, README "Deploy").
+``inference_int8.onnx``) and runs it on the CPU with ``cpu_threads`` threads, its latency hint and float32 (which
+OpenVINO must be told: on CPUs with AVX512-BF16 or AMX it would compute in bfloat16), compiled for the static shape of
+each batch size it is given. Same preprocessing, same outputs (probabilities) and same errors as the other backends.
 """
 from __future__ import annotations
 
-import os
-from typing import Sequence
-
 import numpy as np
 
-from ..errors import PredictorError
-from .onnx_backend import onnx_file
-from .options import PredictorOptions
+from .backend import Backend
 
-#: what OpenVINO raises for a damaged or foreign file and for an input the model does not take (its exceptions derive
-#: from RuntimeError); a TypeError or AttributeError from our code keeps its traceback
-RUNTIME_ERRORS = (RuntimeError, ValueError, OSError, MemoryError)
 #: compiled shapes kept at once (a batch of each size up to the predictor's batch size and a last, smaller one)
 MAX_SHAPES = 4
 
 
-def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class OpenVinoBackend:
-    """One OpenVINO compiled model (CPU) on ``model_dir``'s ONNX file for ``opts.precision``."""
+class OpenVinoBackend(Backend):
+    """One OpenVINO compiled model (CPU) per input shape, on the model folder's ONNX file for ``opts.precision``."""
 
     name = "openvino"
-    errors = RUNTIME_ERRORS
+    summary = "OpenVINO on the ONNX file (CPU)"
+    module = package = "openvino"
+    precisions = {"cpu": ("fp32", "int8")}
+    files = {"fp32": (("onnx",),), "int8": (("onnx_int8",),)}
+    rank = {"cpu": 1}
+    benchmark_group = "onnx"
+    benchmark_mode = "openvino"
 
-    def __init__(self, model_dir: str, opts: PredictorOptions, input_size: Sequence[int]):
-        try:
-            import openvino as ov
-        except ImportError:
-            raise PredictorError("the openvino backend needs `pip install openvino`: install it, or use --backend "
-                                 "onnxruntime") from None
-        if opts.device != "cpu":
-            raise PredictorError("the openvino backend runs on the CPU here: use --device cpu, or --backend paddle "
-                                 "for a GPU")
-        path = onnx_file(model_dir, opts.precision)
-        if not os.path.isfile(path):
-            how = "--int8" if opts.precision == "int8" else "--format onnx (or all)"
-            raise PredictorError(f"'{path}' is missing: export it with tools/export.py {how}, or use --backend "
-                                 "paddle")
+    @classmethod
+    def library_errors(cls) -> tuple:
+        """OpenVINO's exceptions derive from RuntimeError."""
+        return (RuntimeError, ValueError, OSError, MemoryError)
+
+    def load(self, path: str) -> None:
+        import openvino as ov
         self.ov = ov
-        # f32 said outright: on a CPU with AVX512-BF16 or AMX OpenVINO otherwise computes in bfloat16 (seen on Zen 5)
-        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(opts.cpu_threads),
+        # f32 said outright: on a CPU with AVX512-BF16 or AMX OpenVINO otherwise computes in bfloat16
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(self.options.cpu_threads),
                        "INFERENCE_PRECISION_HINT": "f32"}
         self.core = ov.Core()
-        try:
-            self.model = self.core.read_model(path)
-            self.requests = {}  # input shape -> an infer request of the model compiled for that shape
-            self._request([1, *input_size])  # compiled now, so that a damaged file fails here
-        except self.errors as e:  # a truncated or foreign file: OpenVINO's own message, first line
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise PredictorError(f"cannot load '{path}' ({first}): the file is damaged or not from "
-                                 "tools/export.py; re-export the model") from None
+        self.model = self.core.read_model(path)
+        self.requests = {}  # input shape -> an infer request of the model compiled for that shape
+        self._request([1, *self.input_size])  # compiled now, so that a damaged file fails here
 
     def _request(self, shape):
         """The model compiled for one static input shape (OpenVINO picks faster kernels for a static shape than for
-        the file's dynamic batch, height and width; README "Deploy"): each new batch size compiles once (0.4 s for
-        EdgeViT-XXS at batch 8 here)."""
+        the file's dynamic batch, height and width): each new batch size compiles once."""
         key = tuple(shape)
         if key not in self.requests:
             if len(self.requests) >= MAX_SHAPES:

@@ -7,15 +7,15 @@ run here (no GPU, and no GPU build of Paddle can be installed on our machines).
 from __future__ import annotations
 
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import PredictorError
 from ..native_output import native_output_redirected
-from .options import PredictorOptions
-
-MODEL_FILES = ("inference.json", "inference.pdmodel")
+from . import model_folder
+from .backend import Backend
+from .options import PredictorOptions, cpu_supports_bf16
 
 
 def config_calls(opts: PredictorOptions, input_size: Sequence[int] = (3, 224, 224), legacy_trt: bool = False
@@ -52,15 +52,6 @@ def config_calls(opts: PredictorOptions, input_size: Sequence[int] = (3, 224, 22
     return calls
 
 
-def _model_file(model_dir: str) -> str:
-    for name in MODEL_FILES:
-        path = os.path.join(model_dir, name)
-        if os.path.isfile(path):
-            return path
-    raise PredictorError(f"no exported model in '{model_dir}' (expected inference.json + inference.pdiparams): "
-                         "create one with tools/export.py")
-
-
 def _tensorrt_model(model_file: str, model_dir: str, opts: PredictorOptions, input_size: Sequence[int]) -> str:
     """Convert a PIR model to a TensorRT one once (cached in ``<model_dir>/.cache/trt``); returns its prefix."""
     try:
@@ -69,7 +60,7 @@ def _tensorrt_model(model_file: str, model_dir: str, opts: PredictorOptions, inp
         raise PredictorError("TensorRT needs the GPU build of Paddle with TensorRT (paddle.tensorrt is missing): "
                              "install paddlepaddle-gpu and TensorRT >= 8.6, or drop --use-tensorrt") from e
     tag = f"{opts.precision}_b{'-'.join(map(str, opts.trt_shapes))}"
-    cache = os.path.join(model_dir, ".cache", "trt", tag, "inference")
+    cache = os.path.join(model_dir, model_folder.CACHE, "trt", tag, model_folder.PREFIX)
     if not os.path.isfile(cache + ".json"):
         c, h, w = input_size
         lo, opt, hi = opts.trt_shapes
@@ -82,19 +73,43 @@ def _tensorrt_model(model_file: str, model_dir: str, opts: PredictorOptions, inp
     return cache
 
 
-class PaddleBackend:
-    """Runs ``model_dir``'s ``inference.json`` + ``inference.pdiparams`` with ``paddle.inference``."""
+class PaddleBackend(Backend):
+    """Runs the model folder's ``inference.json`` (or a legacy ``inference.pdmodel``) + ``inference.pdiparams`` with
+    ``paddle.inference``."""
 
     name = "paddle"
-    #: what Paddle raises for a damaged or foreign file and an input the model does not take (its C++ errors arrive
-    #: as these builtins: InvalidArgument as ValueError, NotFound/PreconditionNotMet as RuntimeError, OutOfRange as
-    #: IndexError, ResourceExhausted as MemoryError, Fatal as SystemError); a TypeError from our code keeps its
-    #: traceback
-    errors = (RuntimeError, ValueError, OSError, IndexError, MemoryError, SystemError)
+    summary = "Paddle Inference (CPU with oneDNN, bf16 on AVX512-BF16/AMX CPUs; GPU, TensorRT)"
+    module = "paddle"
+    package = "paddlepaddle (or paddlepaddle-gpu)"
+    precisions = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "fp16")}
+    files = {p: (("paddle_program", "paddle_legacy_program"), ("paddle_params",)) for p in ("fp32", "bf16", "fp16")}
+    rank = {"cpu": 3, "gpu": 1}
+    honours = ("use_tensorrt", "mkldnn", "trt_shapes")
+    benchmark_group = "paddle"
+    benchmark_mode = "predictor"
+    benchmark_extra = {"nofold": dict(fold=False), "noonednn": dict(mkldnn=False)}
 
-    def __init__(self, model_dir: str, opts: PredictorOptions, input_size: Sequence[int]):
+    @classmethod
+    def library_errors(cls) -> tuple:
+        """Paddle's C++ errors arrive as these builtins: InvalidArgument as ValueError, NotFound/PreconditionNotMet
+        as RuntimeError, OutOfRange as IndexError, ResourceExhausted as MemoryError, Fatal as SystemError."""
+        return (RuntimeError, ValueError, OSError, IndexError, MemoryError, SystemError)
+
+    @classmethod
+    def option_problem(cls, opts: PredictorOptions) -> Optional[str]:
+        if opts.use_tensorrt and opts.device != "gpu":
+            return "--use-tensorrt needs --device gpu"
+        if opts.precision == "bf16":
+            if not opts.mkldnn:
+                return "bf16 runs through oneDNN: drop --no-mkldnn"
+            if not cpu_supports_bf16():
+                return "this CPU has no AVX512-BF16/AMX, which oneDNN bfloat16 needs: use --precision fp32"
+        return None
+
+    def load(self, model_file: str, params: str) -> None:
         import paddle
         from paddle import inference
+        opts = self.options
         if opts.device == "gpu":
             if not paddle.is_compiled_with_cuda():
                 raise PredictorError("--device gpu needs the GPU build of Paddle (pip install paddlepaddle-gpu, see "
@@ -102,25 +117,17 @@ class PaddleBackend:
             if paddle.device.cuda.device_count() <= opts.gpu_id:
                 raise PredictorError(f"no GPU {opts.gpu_id} visible (found {paddle.device.cuda.device_count()}): "
                                      "check CUDA_VISIBLE_DEVICES or --gpu-id")
-        model_file = _model_file(model_dir)
-        params = os.path.join(model_dir, "inference.pdiparams")
-        if not os.path.isfile(params):
-            raise PredictorError(f"'{params}' is missing: re-export the model with tools/export.py")
         legacy_trt = opts.use_tensorrt and not model_file.endswith(".json")
         if opts.use_tensorrt and not legacy_trt:
-            prefix = _tensorrt_model(model_file, model_dir, opts, input_size)
+            prefix = _tensorrt_model(model_file, self.model_dir, opts, self.input_size)
             config = inference.Config(prefix + ".json", prefix + ".pdiparams")
         else:
             config = inference.Config(model_file, params)
         with native_output_redirected(not opts.verbose):
-            for name, args in config_calls(opts, input_size, legacy_trt):
+            for name, args in config_calls(opts, self.input_size, legacy_trt):
                 getattr(config, name)(*args)
             self.config = config
-            try:
-                self.predictor = inference.create_predictor(config)
-            except self.errors as e:  # a truncated or foreign file: Paddle's own message, first line
-                raise PredictorError(f"cannot load the model in '{model_dir}' ({_first_line(e)}): the files are "
-                                     "damaged or not from tools/export.py; re-export the model") from None
+            self.predictor = inference.create_predictor(config)
             self.input_name = self.predictor.get_input_names()[0]
             self.output_name = self.predictor.get_output_names()[0]
 
@@ -130,8 +137,3 @@ class PaddleBackend:
         handle.copy_from_cpu(batch)
         self.predictor.run()
         return self.predictor.get_output_handle(self.output_name).copy_to_cpu()
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else type(e).__name__)[:200]

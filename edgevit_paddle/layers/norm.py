@@ -5,7 +5,6 @@ callable ``norm_layer(num_channels)``; blocks receive it and never look at the n
 """
 from __future__ import annotations
 
-import difflib
 from functools import partial
 from typing import Callable
 
@@ -14,7 +13,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .. import kernels
-from ..errors import ModelError
+from ..errors import ModelError, did_you_mean
 from ..paddle_compat import batch_norm_stats, norm_settings, static_as_is
 
 NORMS = ("gn", "ln", "bn")
@@ -145,9 +144,7 @@ _NORM_CLASSES = {
 def check_choice(kind: str, value: str, choices) -> str:
     """Return ``value`` if it is one of ``choices``, else raise a one-line ModelError listing them."""
     if value not in choices:
-        close = difflib.get_close_matches(str(value), list(choices), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ModelError(f"unknown {kind} '{value}'{hint}; valid choices: {', '.join(choices)}")
+        raise ModelError(f"unknown {kind} '{value}'{did_you_mean(value, choices)}; valid choices: {', '.join(choices)}")
     return value
 
 

@@ -1,0 +1,142 @@
+"""The backend table: every way of running an exported model, and what is read off it.
+
+A new backend is one file with a ``Backend`` subclass and one line in ``BACKENDS``; the option checks, ``auto``, the
+CLI's choices and help, the benchmark's deploy modes and groups, and ``precision_agreement``'s reference come from
+here.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Tuple, Type
+
+from ..errors import PredictorError
+from .backend import Backend
+from .onnx_backend import OnnxRuntimeBackend
+from .openvino_backend import OpenVinoBackend
+from .options import PredictorOptions
+from .paddle_backend import PaddleBackend
+
+#: the backends, in the order ``--help`` lists them
+BACKENDS: Tuple[Type[Backend], ...] = (PaddleBackend, OnnxRuntimeBackend, OpenVinoBackend)
+#: the name that lets the table choose
+AUTO = "auto"
+
+
+def backend_names() -> Tuple[str, ...]:
+    return tuple(b.name for b in BACKENDS)
+
+
+def choices() -> Tuple[str, ...]:
+    """What ``--backend`` takes."""
+    return (*backend_names(), AUTO)
+
+
+def precisions() -> Tuple[str, ...]:
+    """Every precision some backend runs, in a stable order."""
+    seen: List[str] = []
+    for b in BACKENDS:
+        for device_precisions in b.precisions.values():
+            seen += [p for p in device_precisions if p not in seen]
+    return tuple(seen)
+
+
+def devices() -> Tuple[str, ...]:
+    seen: List[str] = []
+    for b in BACKENDS:
+        seen += [d for d in b.precisions if d not in seen]
+    return tuple(seen)
+
+
+def get(name: str) -> Type[Backend]:
+    for b in BACKENDS:
+        if b.name == name:
+            return b
+    raise PredictorError(f"unknown backend '{name}': use {', '.join(choices())}")
+
+
+def _set_options(opts: PredictorOptions) -> List[str]:
+    """The backend-specific options ``opts`` sets to something other than their default."""
+    defaults = PredictorOptions()
+    owned = {o for b in BACKENDS for o in b.honours}
+    return sorted(o for o in owned if getattr(opts, o) != getattr(defaults, o))
+
+
+def _flag(option: str, opts: PredictorOptions) -> str:
+    value = getattr(opts, option)
+    name = option.replace("_", "-")
+    return f"--{name}" if value is True else f"--no-{name}" if value is False else f"--{name} {value}"
+
+
+def check_options(opts: PredictorOptions) -> None:
+    """Refuse impossible combinations before anything loads, with the fix in the message (whether a device is really
+    there is checked by the backend that runs the model)."""
+    if opts.device not in devices():
+        raise PredictorError(f"unknown device '{opts.device}': use {' or '.join(devices())}")
+    if opts.backend not in choices():
+        raise PredictorError(f"unknown backend '{opts.backend}': use {', '.join(choices())}")
+    if opts.batch_size < 1 or opts.cpu_threads < 1:
+        raise PredictorError("--batch-size and --cpu-threads must be >= 1")
+    candidates = BACKENDS if opts.backend == AUTO else (get(opts.backend),)
+    on_device = [b for b in candidates if b.runs(opts.device, opts.precision)]
+    if not on_device:
+        valid = [p for p in precisions() if any(b.runs(opts.device, p) for b in candidates)]
+        who = "" if opts.backend == AUTO else f" with --backend {opts.backend}"
+        others = [b.name for b in BACKENDS if b.runs(opts.device, opts.precision)]
+        alt = f", or --backend {' or '.join(others)}" if others and opts.backend != AUTO else ""
+        raise PredictorError(f"precision {opts.precision} is not available on {opts.device}{who}: use "
+                             f"{' or '.join(valid)}{alt}")
+    wanted = _set_options(opts)
+    for option in wanted:
+        owners = [b.name for b in BACKENDS if option in b.honours]
+        if not any(b.name in owners for b in on_device):
+            raise PredictorError(f"{_flag(option, opts)} is an option of {' and '.join(owners)}: use --backend "
+                                 f"{owners[0]} (or auto), or drop it")
+    fitting = [b for b in on_device if all(o in b.honours for o in wanted)]
+    if not fitting:
+        raise PredictorError(f"no backend honours {' and '.join(_flag(o, opts) for o in wanted)} together: drop one")
+    problems = [b.option_problem(opts) for b in fitting]
+    if all(problems):
+        raise PredictorError(problems[0])
+
+
+def resolve(opts: PredictorOptions, model_dir: str) -> Type[Backend]:
+    """The backend ``opts`` asks for; for ``auto``, the first by rank on the device that runs the precision,
+    honours every backend-specific option set, is installed and finds its files in ``model_dir``."""
+    if opts.backend != AUTO:
+        return get(opts.backend)
+    wanted = _set_options(opts)
+    ranked = sorted((b for b in BACKENDS if opts.device in b.rank and b.runs(opts.device, opts.precision)
+                     and all(o in b.honours for o in wanted) and not b.option_problem(opts)),
+                    key=lambda b: b.rank[opts.device])
+    why: Dict[str, str] = {}
+    for b in ranked:
+        missing = b.missing(model_dir, opts.precision)
+        if missing is None and b.available():
+            return b
+        why[b.name] = missing or f"not installed (pip install {b.package})"
+    reasons = "; ".join(f"{k}: {v}" for k, v in why.items()) or "no backend runs it"
+    raise PredictorError(f"nothing here can run '{os.path.abspath(model_dir)}' at {opts.precision} on "
+                         f"{opts.device} ({reasons})")
+
+
+def help_text() -> str:
+    """``--backend``'s help, from the table."""
+    lines = [f"{b.name}: {b.summary}" for b in BACKENDS]
+    order = {d: ", ".join(b.name for b in sorted((b for b in BACKENDS if d in b.rank), key=lambda b: b.rank[d]))
+             for d in devices()}
+    rule = "; ".join(f"{d}: {o}" for d, o in order.items() if o)
+    return "; ".join(lines) + f"; auto (default): the first installed that runs the device and precision and finds " \
+                              f"its files, in this order ({rule})"
+
+
+def benchmark_modes() -> Dict[str, Dict[str, object]]:
+    """The benchmark's deploy modes: per backend its fp32 mode, one per other precision on the CPU, and its extras;
+    each maps to the backend, precision and any export/option settings it changes."""
+    modes: Dict[str, Dict[str, object]] = {}
+    for b in BACKENDS:
+        for precision in b.precisions.get("cpu", ()):
+            suffix = "" if precision == "fp32" else f"_{precision}"
+            modes[b.benchmark_mode + suffix] = dict(backend=b.name, precision=precision)
+        for suffix, settings in b.benchmark_extra.items():
+            modes[f"{b.benchmark_mode}_{suffix}"] = dict(backend=b.name, precision="fp32", **settings)
+    return modes
