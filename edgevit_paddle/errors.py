@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["UserError", "ConfigError", "DataError", "ModelError", "InputError", "WeightsError",
            "MissingFileError", "ExportError", "PredictorError", "CheckpointError", "TrainingError",
-           "BenchmarkError", "first_line", "did_you_mean"]
+           "BenchmarkError", "first_line", "did_you_mean", "raised_in_our_code"]
 
 
 class UserError(Exception):
@@ -75,3 +75,26 @@ def did_you_mean(word: object, options, n: int = 1, cutoff: float = 0.6) -> str:
     import difflib
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=n, cutoff=cutoff)
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def raised_in_our_code(e: BaseException) -> bool:
+    """Whether ``e`` was raised by code that is not a library's below the frame that caught it (this package's, or a
+    caller's own, anything outside the standard library and the installed packages): then it is a bug there and keeps
+    its traceback, even when its type (a ``TypeError``, a ``KeyError``) is one a library also raises for a damaged
+    file."""
+    import os
+    import sysconfig
+    tb = e.__traceback__
+    if tb is None or tb.tb_next is None:  # raised in the catching frame itself, or by C code it called
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    file = tb.tb_frame.f_code.co_filename
+    if file.startswith("<"):  # frozen or generated code: the interpreter's
+        return False
+    file = os.path.abspath(file)
+    if file.startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep):
+        return True
+    libraries = {os.path.abspath(p) + os.sep for k, p in sysconfig.get_paths().items()
+                 if k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return not file.startswith(tuple(libraries))

@@ -81,12 +81,14 @@ class NormSettings:
     epsilon: float
     groups: Optional[int] = None
     normalized_shape: Optional[Tuple[int, ...]] = None
+    channels: Optional[int] = None
 
 
 def norm_settings(layer: nn.Layer) -> NormSettings:
     shape = getattr(layer, "_normalized_shape", None)
+    channels = getattr(layer, "_num_channels", None)
     return NormSettings(float(layer._epsilon), getattr(layer, "_num_groups", None),
-                        tuple(shape) if shape is not None else None)
+                        tuple(shape) if shape is not None else None, int(channels) if channels is not None else None)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .errors import WeightsError
+from .errors import WeightsError, raised_in_our_code
 
 #: the globals a weights pickle may name: NumPy's array reconstruction (both module spellings: NumPy 2 writes
 #: ``numpy._core``, NumPy 1 ``numpy.core``) and its scalars; ``collections.OrderedDict`` (old state dicts)
@@ -34,6 +34,8 @@ ALLOWED_GLOBALS = frozenset({
 
 #: the extension of the pickle-free format
 SAFETENSORS = ".safetensors"
+#: the entry under which weights carry their identity (a ``.pdparams`` key, a ``.safetensors`` metadata entry)
+IDENTITY_KEY = "__identity__"
 
 
 class UnsafeWeights(pickle.UnpicklingError):
@@ -63,7 +65,10 @@ def load(path: str, return_numpy: bool = False) -> Any:
                                "nothing of it ran. Load only weights you trust, or ask for the .safetensors file"
                                ) from None
         except (AttributeError, ImportError, IndexError, KeyError, TypeError, OverflowError, MemoryError) as e:
-            # what a garbled pickle raises on the way (a bad opcode argument, a memo miss)
+            # what a garbled pickle raises on the way (a bad opcode argument, a memo miss); the same types raised by
+            # our own code under the unpickler (find_class) are bugs
+            if raised_in_our_code(e):
+                raise
             raise pickle.UnpicklingError(f"cannot read {path}: {type(e).__name__}: {e}") from None
     try:
         return _as_paddle(_unpack_big(obj), return_numpy)
@@ -72,14 +77,17 @@ def load(path: str, return_numpy: bool = False) -> Any:
 
 
 def _load_safetensors(path: str, return_numpy: bool) -> dict:
-    """The arrays of a ``.safetensors`` file, and its metadata entries (strings) under their own keys."""
+    """The arrays of a ``.safetensors`` file, and its identity (a metadata entry, a string) under ``IDENTITY_KEY``
+    unless a tensor has that name; other metadata is not read (it could name a tensor)."""
     from safetensors import SafetensorError, safe_open
     if not os.path.isfile(path):
         raise ValueError(f"{path} not exists")
     try:
         with safe_open(path, framework="numpy") as f:
             out = {k: f.get_tensor(k) for k in f.keys()}
-            out.update(f.metadata() or {})
+            identity = (f.metadata() or {}).get(IDENTITY_KEY)
+            if isinstance(identity, str) and IDENTITY_KEY not in out:
+                out[IDENTITY_KEY] = identity
     except SafetensorError as e:
         raise ValueError(f"cannot parse the file {path}: {e}") from None
     return _as_paddle(out, return_numpy)

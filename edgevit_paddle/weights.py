@@ -19,12 +19,9 @@ import paddle
 import paddle.nn as nn
 
 from . import safe_load
-from .errors import MissingFileError, WeightsError
+from .errors import MissingFileError, WeightsError, first_line
 from .model_cfg import CLASSIFIER, identity_diff
-from .safe_load import SAFETENSORS
-
-#: the key under which a ``.pdparams`` carries its identity
-IDENTITY_KEY = "__identity__"
+from .safe_load import IDENTITY_KEY, SAFETENSORS
 
 
 def with_identity(state: Dict[str, Any], identity: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -66,7 +63,7 @@ def load_weights(path: str) -> Dict[str, Any]:
     except (ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
         if isinstance(e, WeightsError):
             raise
-        raise WeightsError(f"cannot read the weights '{file}' ({type(e).__name__}: {str(e)[:120]}): the file is "
+        raise WeightsError(f"cannot read the weights '{file}' ({type(e).__name__}: {first_line(e, 120)}): the file is "
                            "damaged or not a weights file; give an intact one") from None
 
 
@@ -173,7 +170,37 @@ def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> N
         what = f"{net.model_name} ({net.default_cfg.variant_label()})" if net.default_cfg.variant else net.model_name
         raise WeightsError(f"weights '{source}' do not fit {what}: {tensor_problems(missing, [], misshaped, limit=5)}; "
                            "use the run's config.yaml")
-    net.set_state_dict(state)
+    net.set_state_dict(match_dtypes(net.state_dict(), state, source))
+
+
+def _dtype(value: Any) -> np.dtype:
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value).dtype
+
+
+def match_dtypes(own: Dict[str, Any], state: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """``state`` with each tensor in the dtype of the model's own: floating weights of another precision (float16,
+    float64: what saving in half or double precision gives) are cast, with a warning saying so; any other dtype
+    (integers where the model has floats) is a one-line error naming the tensors."""
+    import warnings
+    out, cast, wrong = dict(state), [], []
+    for k, v in state.items():
+        if k not in own or k == IDENTITY_KEY:
+            continue
+        have, want = _dtype(v), _dtype(own[k])
+        if have == want:
+            continue
+        if have.kind == "f" and want.kind == "f":
+            out[k] = paddle.to_tensor(np.asarray(v.numpy() if hasattr(v, "numpy") else v, dtype=want))
+            cast.append(f"{have}")
+        else:
+            wrong.append(f"{k} ({have}, the model's is {want})")
+    if wrong:
+        raise WeightsError(f"weights '{source}' hold {len(wrong)} tensor(s) of a dtype the model cannot take: "
+                           f"{', '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''}; give floating-point weights")
+    if cast:
+        warnings.warn(f"weights '{source}': {len(cast)} tensor(s) stored as {', '.join(sorted(set(cast)))} cast to "
+                      "the model's dtype")
+    return out
 
 
 def head_classes(state: Dict[str, Any], classifier: str = CLASSIFIER) -> Optional[int]:

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import pytest
 import yaml
-from conftest import ROOT, flowers_jpegs, run_tool
+from conftest import DATA, ROOT, flowers_jpegs, run_tool
 
 from edgevit_paddle.config import load_config
 from edgevit_paddle.data import build_dataset
@@ -749,3 +749,117 @@ def test_resuming_with_another_batch_size_warns(tmp_path):
     res = tool("tools/train.py", "--resume", str(run), "-o", "Global.epochs=4", "-o", "Data.Train.batch_size=32")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "took 4 steps per epoch before and takes 2 now" in res.stderr.replace("\n", " ")
+
+
+def test_export_folders_keep_user_files_follow_links_and_survive_a_full_disk_in_onnx(tmp_path, monkeypatch):
+    """#33: a user's inference.notes.txt beside an earlier export is never deleted (the folder is refused); --out a
+    symbolic link exports into its target and leaves no staging link; a full disk while paddle2onnx writes is one
+    line with the earlier export intact."""
+    import errno
+
+    import paddle2onnx
+
+    from edgevit_paddle.errors import ExportError
+    from edgevit_paddle.export import export_registered
+    folder = tmp_path / "export"
+    export_registered("vit_mnist", str(folder), formats="paddle")
+    (folder / "inference.notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match=r"holds files that are not an export \(inference.notes.txt\)"):
+        export_registered("vit_mnist", str(folder), formats="paddle")
+    assert (folder / "inference.notes.txt").read_text() == "mine"
+    (folder / "inference.notes.txt").unlink()
+    link = tmp_path / "link_out"
+    os.symlink(folder, link)
+    export_registered("vit_mnist", str(link), formats="paddle")
+    assert os.path.islink(link) and os.path.isfile(folder / "inference.json")
+    assert [f for f in os.listdir(tmp_path) if ".staging-" in f] == []
+    before = {f: (folder / f).read_bytes() for f in os.listdir(folder)}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(paddle2onnx, "export", full)
+    with pytest.raises(ExportError, match="no space left.*an earlier export there is intact"):
+        export_registered("vit_mnist", str(folder))
+    assert {f: (folder / f).read_bytes() for f in os.listdir(folder)} == before
+
+
+def test_a_label_file_that_is_not_utf8_is_one_line(tmp_path):
+    from edgevit_paddle.errors import InputError
+    from edgevit_paddle.labels import read_labels
+    (tmp_path / "labels.txt").write_bytes(b"daisy\nros\xe9\n")
+    with pytest.raises(InputError, match=r"'.*labels.txt' is not UTF-8 text \(byte 0xe9 at offset 9\): save it as "
+                                         "UTF-8"):
+        read_labels(str(tmp_path / "labels.txt"))
+
+
+def test_a_bug_below_the_damaged_file_handlers_keeps_its_traceback(tmp_path, monkeypatch):
+    """#31: the weights unpickler and the dataset readers turn what the libraries raise for a damaged file into one
+    line, but the same exception types raised by our own code under them (find_class, extract_flowers) are bugs."""
+    import pickle
+
+    from edgevit_paddle import safe_load
+    from edgevit_paddle.data import build_dataset, sources
+    from edgevit_paddle.errors import DataError
+    paddle.save({"w": paddle.ones([2])}, str(tmp_path / "w.pdparams"))
+    (tmp_path / "bad.pdparams").write_bytes(b"\x80\x04K\x01q\x00h\x05.")  # a memo miss: KeyError inside pickle
+    with pytest.raises(pickle.UnpicklingError):
+        safe_load.load(str(tmp_path / "bad.pdparams"))
+
+    def planted(*a, **k):
+        raise TypeError("planted bug")
+
+    with monkeypatch.context() as m:
+        m.setattr(safe_load._WeightsUnpickler, "find_class", planted)  # noqa: SLF001 - the code under test
+        with pytest.raises(TypeError, match="planted bug"):
+            safe_load.load(str(tmp_path / "w.pdparams"))
+    data = load_config(os.path.join(ROOT, "configs", "quickstart.yaml"),
+                       ["Data.dataset=flowers102", f"Data.root={DATA}/flowers102", "Data.image_size=32"])["Data"]
+    monkeypatch.setattr(sources, "extract_flowers", planted)
+    with pytest.raises(TypeError, match="planted bug"):
+        build_dataset(data, "Eval")
+    monkeypatch.setattr(sources, "extract_flowers", lambda root: {}["missing"])  # a KeyError in our code
+    with pytest.raises(KeyError):
+        build_dataset(data, "Eval")
+    assert issubclass(DataError, ValueError)
+
+
+def test_weights_of_another_dtype_are_cast_or_refused_in_one_line_and_metadata_never_replaces_a_tensor(tmp_path):
+    """#33: float16/float64 weights load (cast, with a warning saying so); integer ones are one line naming the
+    tensor; a .safetensors metadata entry named like a tensor does not replace the tensor."""
+    import warnings
+
+    from safetensors.numpy import save_file
+
+    import edgevit_paddle as ep
+    from edgevit_paddle.errors import WeightsError
+    net = ep.create_model("vit_mnist")
+    state = {k: v.numpy() for k, v in net.state_dict().items()}
+    x = paddle.randn([2, 1, 28, 28])
+    net.eval()
+    want = net(x).numpy()
+    for ext, dtype in ((".pdparams", "float64"), (".safetensors", "float16")):
+        path = str(tmp_path / f"w_{dtype}{ext}")
+        cast = {k: v.astype(dtype) for k, v in state.items()}
+        if ext == ".pdparams":
+            paddle.save(cast, path)
+        else:
+            save_file(cast, path)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            got = ep.create_model("vit_mnist", checkpoint_path=path)
+        assert any(f"stored as {dtype} cast" in str(w.message) for w in seen)
+        got.eval()
+        np.testing.assert_allclose(got(x).numpy(), want, atol=5e-2 if dtype == "float16" else 1e-5)
+    for ext, dtype in ((".pdparams", "int32"), (".safetensors", "int64")):
+        path = str(tmp_path / f"w_{dtype}{ext}")
+        cast = {k: v.astype(dtype) for k, v in state.items()}
+        paddle.save(cast, path) if ext == ".pdparams" else save_file(cast, path)
+        with pytest.raises(WeightsError, match=rf"tensor\(s\) of a dtype the model cannot take: .*\({dtype}, the "
+                                               "model's is float32\\)"):
+            ep.create_model("vit_mnist", checkpoint_path=path)
+    path = str(tmp_path / "meta.safetensors")
+    save_file(state, path, metadata={"head.weight": "not a tensor"})
+    got = ep.create_model("vit_mnist", checkpoint_path=path)
+    got.eval()
+    np.testing.assert_allclose(got(x).numpy(), want, atol=1e-6)

@@ -17,7 +17,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..errors import MissingFileError, WeightsError
+from ..errors import MissingFileError, WeightsError, first_line
 from ..models.edgevit import AUTHORS_VARIANT
 from ..paddle_compat import BATCH_NORM_STATE_NAMES
 from ..weights import PARTIAL, check_identity, compare_tensors, tensor_problems
@@ -57,7 +57,7 @@ def read_state_dict(src: Union[str, os.PathLike, Mapping]) -> Dict[str, np.ndarr
                 with np.load(path, allow_pickle=False) as data:  # an object array would need a pickle: refused
                     items = {k: data[k] for k in data.files}
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-                raise WeightsError(f"cannot read '{path}' as an .npz of arrays ({str(e).splitlines()[0][:120]}): "
+                raise WeightsError(f"cannot read '{path}' as an .npz of arrays ({first_line(e, 120)}): "
                                    "save the state_dict as plain numpy arrays (np.savez)") from None
         elif path.endswith((".pth", ".pt", ".bin")):
             try:

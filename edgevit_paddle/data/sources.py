@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, first_line, raised_in_our_code
 from ..image import list_images, read_image
 from .archive import extract_flowers, writable_flowers_root
 from .flowers102_names import FLOWERS102_CLASSES
@@ -61,10 +61,10 @@ def _damaged(root: str, files: Sequence[str], what: str):
         yield
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, zlib.error, struct.error, tarfile.TarError,
             MatReadError) as e:
-        if isinstance(e, DataError):
+        if isinstance(e, DataError) or raised_in_our_code(e):  # ours: a user error said already, or a bug
             raise
         why = "an archive member that would land outside its folder" if isinstance(e, tarfile.FilterError) else \
-            f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else 'damaged'}"
+            f"{type(e).__name__}: {first_line(e, 100)}"
         raise DataError(f"cannot read the {what} files {', '.join(files)} in '{root}' ({why}): they are damaged or "
                         "not the originals; replace them with intact copies") from None
 

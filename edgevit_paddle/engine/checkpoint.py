@@ -22,6 +22,7 @@ import paddle
 from .. import safe_load
 from ..errors import CheckpointError, WeightsError
 from ..files import atomic_path, write_json_atomic
+from ..paddle_compat import lr_schedule
 from ..weights import load_weights, with_identity
 
 #: what reading a missing, empty, truncated or garbled file raises (``safe_load.load``, as ``paddle.load``: ValueError
@@ -94,7 +95,7 @@ def optimizer_state(network, optimizer) -> Dict[str, Any]:
 def load_optimizer_state(network, optimizer, state: Dict[str, Any]) -> None:
     mapping = {f"@{n}": p.name for n, p in network.named_parameters()}
     with warnings.catch_warnings():
-        if isinstance(getattr(optimizer, "_learning_rate", None), paddle.optimizer.lr.LinearWarmup):
+        if isinstance(lr_schedule(optimizer), paddle.optimizer.lr.LinearWarmup):
             # LinearWarmup stores its inner schedule beside its own keys and restores both, but the base class
             # still warns about "unused values"; nothing is unused
             warnings.filterwarnings("ignore", message="There are some unused values in state_dict")

@@ -33,6 +33,7 @@ from ..weights import (
     compare_tensors,
     head_classes,
     load_weights,
+    match_dtypes,
     saved_identity,
     tensor_problems,
 )
@@ -103,6 +104,7 @@ def load_pretrained(net: nn.Layer, path: str, strict: bool = True, any_variant: 
                            "tensors that fit (the rest keep their initialisation)")
     fits = {k: state[k] for k in own if k in state and list(state[k].shape) == list(own[k].shape)
             and not (reset_head and k in head) and k != IDENTITY_KEY}
+    fits = match_dtypes(own, fits, source)
     net.set_state_dict({**own, **{k: v if isinstance(v, paddle.Tensor) else paddle.to_tensor(np.ascontiguousarray(v))
                                   for k, v in fits.items()}})  # the rest as they are: Paddle warns about a gap
     if problems:

@@ -31,7 +31,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import paddle.nn as nn
 
-from ..paddle_compat import BatchNormBase, batch_norm_stats, conv_settings, is_batch_norm
+from ..paddle_compat import BatchNormBase, batch_norm_stats, conv_settings, is_batch_norm, norm_settings
 
 
 def sublayer_at(layer: nn.Layer, path: str) -> Optional[nn.Layer]:
@@ -67,7 +67,7 @@ def _ensure_bias(layer: nn.Layer, size: int) -> None:
 
 
 def _group_norm_affine(norm: nn.GroupNorm) -> Tuple[np.ndarray, np.ndarray]:
-    channels = norm._num_channels
+    channels = norm_settings(norm).channels
     gamma = norm.weight.numpy().astype(np.float64) if norm.weight is not None else np.ones(channels)
     beta = norm.bias.numpy().astype(np.float64) if norm.bias is not None else np.zeros(channels)
     return gamma, beta

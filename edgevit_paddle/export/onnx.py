@@ -42,8 +42,11 @@ def to_onnx(model_dir: str, opset: int = OPSET) -> str:
             paddle2onnx.export(model_folder.path(model_dir, "paddle_program"),
                                model_folder.path(model_dir, "paddle_params"), out, opset_version=opset,
                                enable_onnx_checker=True, optimize_tool="None", verbose=False)
-        except (Exception, SystemExit) as e:  # paddle2onnx logs a conversion error, then fails on its own missing
-            # result, or calls sys.exit(-1) on a program it cannot read: re-raised with its log, its traceback kept
+        except OSError:  # a full disk, a read-only folder: the export's own one-line handling
+            raise
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - paddle2onnx logs a conversion error, then fails on
+            # its own missing result, or calls sys.exit(-1) on a program it cannot read: re-raised with its log, its
+            # traceback kept
             raise failure(repr(e)) from e
         if not os.path.isfile(out):
             raise failure("no file written")

@@ -25,6 +25,7 @@ from typing import Optional
 import paddle
 
 from .. import cpu
+from ..errors import first_line
 from .build import BUILD_ERRORS, cache_dir, load_or_build
 from .ops import (
     bias_add,
@@ -55,8 +56,7 @@ def available() -> bool:
     try:
         load_or_build(folder)
     except BUILD_ERRORS as e:  # no compiler, a failed build, an unwritable cache: Paddle's ops instead
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        _state["reason"] = f"{first} (see {os.path.join(folder, 'build.log')})"
+        _state["reason"] = f"{first_line(e)} (see {os.path.join(folder, 'build.log')})"
         warnings.warn(f"edgevit_paddle: compiled CPU kernels unavailable, using Paddle's ops: {_state['reason']}")
         return False
     _state["ready"] = True
