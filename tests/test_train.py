@@ -318,3 +318,14 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_steps_and_schedule_of_the_unin
     assert resumed["global_step"] == straight["global_step"] == 12
     lrs = [[h["train"]["lr"] for h in r["history"]] for r in (resumed, straight)]
     assert lrs[0] == pytest.approx(lrs[1])
+
+
+def test_the_logged_learning_rate_is_the_one_the_epoch_trained_with(tmp_path):
+    """#33: metrics.json's per-epoch lr is the rate the epoch's steps used, not the next epoch's (read after fit had
+    stepped the schedule); the VisualDL per-step curve ends at the same rate."""
+    res = train(tiny(tmp_path, "Global.epochs=2", "Optimizer.lr=0.01", "Optimizer.Scheduler.name=step",
+                     "Optimizer.Scheduler.step_epochs=1", "Optimizer.Scheduler.gamma=0.1",
+                     "Optimizer.Scheduler.by_epoch=true", "Optimizer.Scheduler.warmup_epochs=0"))
+    assert [h["train"]["lr"] for h in res["history"]] == pytest.approx([0.01, 0.001])
+    steps = read_scalars(tmp_path / "tiny", "train/lr")
+    assert steps[-1].value == pytest.approx(0.001)

@@ -126,6 +126,7 @@ class TrainingMonitor(paddle.callbacks.Callback):
         self._images = 0
         self._loss_sum, self._batches = 0.0, 0
         self._acc: Dict[str, Optional[float]] = {}
+        self._step_lr: Optional[float] = None
 
     def begin_epoch(self, epoch: int) -> None:
         """The loop starts absolute epoch ``epoch`` (1-based)."""
@@ -134,6 +135,9 @@ class TrainingMonitor(paddle.callbacks.Callback):
         self._images = 0
         self._loss_sum, self._batches = 0.0, 0
         self._acc = {}
+
+    def on_train_batch_begin(self, step: int, logs=None) -> None:
+        self._step_lr = self._lr()  # the rate this step trains with (the schedule moves on after it)
 
     def on_train_batch_end(self, step: int, logs=None) -> None:
         logs = logs or {}
@@ -160,12 +164,14 @@ class TrainingMonitor(paddle.callbacks.Callback):
         return float(self.optimizer.get_lr()) if self.optimizer is not None else None
 
     def epoch_logs(self) -> Dict[str, Any]:
-        """The epoch's training loss (mean over steps), time, images/s and learning rate (read after the epoch's
-        last step, before the schedule moves on), and its running accuracies."""
+        """The epoch's training loss (mean over steps), time, images/s and learning rate (the one its last step
+        trained with, read before that step: after the epoch the schedule has moved on), and its running
+        accuracies."""
         seconds = time.time() - self._t0
         self.state.train_seconds += seconds
         logs = {"loss": self._loss_sum / max(self._batches, 1), "seconds": round(seconds, 2),
-                "images_per_sec": round(self._images / max(seconds, 1e-9), 2), "lr": self._lr()}
+                "images_per_sec": round(self._images / max(seconds, 1e-9), 2),
+                "lr": self._step_lr if self._batches else self._lr()}
         logs.update(self._acc)
         return logs
 
