@@ -93,7 +93,7 @@ class Backend:
     def __init__(self, model_dir: str, opts: PredictorOptions, input_size: Sequence[int]):
         if not self.available():
             raise PredictorError(f"the {self.name} backend needs `pip install {self.package}`: install it, or use "
-                                 f"another --backend ({', '.join(b for b in _names() if b != self.name)})")
+                                 "another --backend (or auto)")
         why = self.missing(model_dir, opts.precision)
         if why:
             raise PredictorError(f"{why}, or use another --backend")
@@ -127,7 +127,3 @@ _EXPORT_FLAGS = {"onnx": "--format onnx (or all)", "onnx_int8": "--int8"}
 def export_flag(role: str) -> str:
     return _EXPORT_FLAGS.get(role, "(its default --format all)")
 
-
-def _names() -> Tuple[str, ...]:
-    from .backends import backend_names
-    return backend_names()
