@@ -139,3 +139,9 @@ def staged_folder(folder: str) -> Iterator[str]:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     shutil.rmtree(stage, ignore_errors=True)  # now the old contents
+
+
+def user_cache(*parts: str) -> str:
+    """This package's folder in the user's cache (``~/.cache/edgevit_paddle/<parts>``): compiled kernels, extracted
+    archives."""
+    return os.path.join(os.path.expanduser("~"), ".cache", "edgevit_paddle", *parts)

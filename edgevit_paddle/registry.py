@@ -48,10 +48,6 @@ def list_models(pattern: str = "*") -> List[str]:
     return sorted(n for n in _model_entrypoints if fnmatch.fnmatch(n, pattern))
 
 
-def is_model(name: str) -> bool:
-    return name in _model_entrypoints
-
-
 def model_entrypoint(name: str) -> Callable[..., nn.Layer]:
     """The factory registered as ``name``; an unknown name raises ModelError naming the closest ones."""
     if name not in _model_entrypoints:

@@ -8,12 +8,14 @@ import tarfile
 import tempfile
 from typing import Optional
 
+from ..files import user_cache
+
 
 def writable_flowers_root(root: str, cache_dir: Optional[str]) -> str:
     """``root``, or where it is read-only and not yet extracted, a cache folder linking to its three files."""
     if os.path.isdir(os.path.join(root, "102flowers", "jpg")) or os.access(root, os.W_OK):
         return root
-    cache = os.path.join(cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "edgevit_paddle"), "flowers102")
+    cache = os.path.join(cache_dir, "flowers102") if cache_dir else user_cache("flowers102")
     os.makedirs(cache, exist_ok=True)
     for name in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
         link = os.path.join(cache, name)

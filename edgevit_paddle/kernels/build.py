@@ -15,7 +15,7 @@ import warnings
 import paddle
 
 from .. import cpu
-from ..files import exclusive
+from ..files import exclusive, user_cache
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = [os.path.join(_HERE, f) for f in ("depthwise.cc", "gelu.cc", "norms.cc", "bias_add.cc")]
@@ -39,8 +39,7 @@ def cache_dir() -> str:
     facts = (paddle.__version__, CXX_FLAGS, sys.version_info[:2], sorted(cpu.flags()))
     key = hashlib.sha1(code + repr(facts).encode())
     key = key.hexdigest()[:16]
-    root = os.environ.get("EDGEVIT_KERNELS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "edgevit_paddle",
-                                                                 "kernels")
+    root = os.environ.get("EDGEVIT_KERNELS_DIR") or user_cache("kernels")
     return os.path.join(root, key)
 
 

@@ -43,6 +43,7 @@ from ..layers.conv import Conv2D, Conv2DTranspose
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
+from ..model_cfg import DEFAULT_CROP_PCT
 from ..registry import build_model, register_model
 from .base import Classifier
 
@@ -306,7 +307,7 @@ AUTHORS_VARIANT = {"norm": "ln", "ffn": "linear"}
 
 # ImageNet-style evaluation at 224 (bicubic resize to 256, centre crop), as the authors evaluate (DeiT's eval
 # transform); our Flowers-102 configs set their own sizes.
-default_cfgs = {name: dict(input_size=(3, 224, 224), crop_pct=0.875, interpolation="bicubic")
+default_cfgs = {name: dict(input_size=(3, 224, 224), crop_pct=DEFAULT_CROP_PCT, interpolation="bicubic")
                 for name in ("edgevit_xxs", "edgevit_xs", "edgevit_s")}
 
 # Parameters (1000 classes, any norm/ffn) and GMACs at 224 are measured by tools/summary.py; see README.
