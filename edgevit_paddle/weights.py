@@ -173,8 +173,13 @@ def load_fitting_weights(net: nn.Layer, state: Dict[str, Any], source: str) -> N
     net.set_state_dict(match_dtypes(net.state_dict(), state, source))
 
 
-def _dtype(value: Any) -> np.dtype:
-    return np.asarray(value.numpy() if hasattr(value, "numpy") else value).dtype
+#: the floating dtypes weights are stored in (any of them casts to the model's)
+_FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+def _dtype(value: Any) -> str:
+    """A tensor's or array's dtype name (``float32``), read without copying it."""
+    return str(value.dtype).rsplit(".", 1)[-1]
 
 
 def match_dtypes(own: Dict[str, Any], state: Dict[str, Any], source: str) -> Dict[str, Any]:
@@ -189,9 +194,9 @@ def match_dtypes(own: Dict[str, Any], state: Dict[str, Any], source: str) -> Dic
         have, want = _dtype(v), _dtype(own[k])
         if have == want:
             continue
-        if have.kind == "f" and want.kind == "f":
-            out[k] = paddle.to_tensor(np.asarray(v.numpy() if hasattr(v, "numpy") else v, dtype=want))
-            cast.append(f"{have}")
+        if have in _FLOATS and want in _FLOATS:
+            out[k] = paddle.cast(v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v), want)
+            cast.append(have)
         else:
             wrong.append(f"{k} ({have}, the model's is {want})")
     if wrong:

@@ -82,10 +82,11 @@ def run_benchmark(cases: Sequence[Case], warmup: int = 3, runs: int = 30, thread
     from ..complexity import count_macs, count_params
     # each backend group in its own process (the table's ``benchmark_group``): oneDNN's OpenMP threads spin on after a
     # run and slowed ONNX Runtime in the same process
+    deploy = deploy_modes()
     groups = {"dygraph": [c for c in cases if c.mode == "eval"]}
     for group in dict.fromkeys(b.benchmark_group for b in backends.BACKENDS):
-        groups[group] = [c for c in cases if c.mode in deploy_modes() and
-                         backends.get(deploy_modes()[c.mode]["backend"]).benchmark_group == group]
+        groups[group] = [c for c in cases if c.mode in deploy and
+                         backends.get(deploy[c.mode]["backend"]).benchmark_group == group]
     groups["train"] = [c for c in cases if c.mode == "train" and c.procs == 1]
     timings: Dict[str, Dict[str, float]] = {}
     for kind, group in groups.items():

@@ -76,14 +76,15 @@ def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
     from edgevit_paddle.inference import Predictor
     runners = {}
     exported: Dict[str, str] = {}
+    deploy = deploy_modes()
     for case in cases:
-        mode = deploy_modes()[case.mode]
+        mode = deploy[case.mode]
         fold = mode.get("fold", True)
         tag = f"{Case(case.model, 1, case.size, 'export', case.variant).key}|{fold}"
         if tag not in exported:
             net, shape = build(case)
             out = os.path.join(workdir, str(len(exported)))
-            int8 = any(deploy_modes()[c.mode]["precision"] == "int8" for c in cases)
+            int8 = any(deploy[c.mode]["precision"] == "int8" for c in cases)
             calibration = [np.random.RandomState(i).standard_normal([4, *shape[1:]]).astype(np.float32)
                            for i in range(2)] if int8 else None
             export_model(net, out, shape[1:], {"preprocess": preprocess.from_cfg(net.default_cfg, case.size),
