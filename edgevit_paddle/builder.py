@@ -11,18 +11,11 @@ from typing import Any, Dict, Optional
 
 import paddle.nn as nn
 
+from .config import model_arguments
 from .errors import ConfigError, ModelError
 from .layers.patch_embed import check_image_input
 from .registry import create_model
 from .weights import check_identity, head_classes, load_fitting_weights, load_weights, saved_identity
-
-#: ``Model`` keys that are not ``create_model`` arguments
-_NOT_ARGUMENTS = ("name", "freeze_stages")
-
-
-def model_kwargs(model_section: Dict[str, Any]) -> Dict[str, Any]:
-    """The ``create_model`` arguments of a config's ``Model`` section."""
-    return {k: v for k, v in model_section.items() if k not in _NOT_ARGUMENTS}
 
 
 def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = None,
@@ -39,7 +32,7 @@ def build_model_from_config(cfg: Dict[str, Any], num_classes: Optional[int] = No
     """
     src = cfg.get("__source__") or "config"
     name = cfg["Model"]["name"]
-    kwargs = model_kwargs(cfg["Model"])
+    kwargs = model_arguments(cfg["Model"])
     channels = cfg["Data"].get("channels")  # None: the model's own (the benchmark builds presets)
     if channels is not None and kwargs.get("in_chans") not in (None, channels):
         raise ConfigError(f"Model.in_chans is {kwargs['in_chans']} but Data.channels is {channels}; make them equal")

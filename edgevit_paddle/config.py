@@ -69,7 +69,7 @@ SCHEMA: Dict[str, Any] = {
         "pretrained_strict": setting(bool, True),
         "pretrained_any_variant": setting(bool, False),
     },
-    # other Model keys: create_model kwargs
+    # every other Model key is a create_model argument (model_arguments)
     "Model": {"name": setting(str, required=True), "freeze_stages": setting(int, 0, minimum=0), "__any__": True},
     "Data": {
         "dataset": setting(str, required=True, choices=DATASET_NAMES),
@@ -353,3 +353,9 @@ def dump_config(cfg: Dict[str, Any], path: str) -> None:
     """Write the fully resolved config (what the run actually used) as YAML."""
     clean = {k: v for k, v in cfg.items() if not k.startswith("__")}
     write_text_atomic(path, yaml.safe_dump(clean, sort_keys=False, default_flow_style=None))
+
+
+def model_arguments(model_section: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``create_model`` arguments of a config's ``Model`` section: every key but the schema's own settings."""
+    own = {k for k in SCHEMA["Model"] if not k.startswith("__")}
+    return {k: v for k, v in model_section.items() if k not in own}

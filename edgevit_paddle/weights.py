@@ -54,13 +54,18 @@ def weights_file(path: str) -> str:
                            "such as output/<run>/checkpoints/best")
 
 
+#: what reading a missing, empty, truncated or garbled weights or checkpoint file raises (``safe_load.load``, as
+#: ``paddle.load``: ValueError "can not parse the file", "not exists"; EOFError and UnpicklingError from the pickle)
+DAMAGED_FILE_ERRORS = (ValueError, EOFError, OSError, pickle.UnpicklingError)
+
+
 def load_weights(path: str) -> Dict[str, Any]:
     """Weights from a ``.pdparams``/``.safetensors`` file or a checkpoint prefix, read without running anything the
     file carries (``safe_load``)."""
     file = weights_file(path)
     try:
         return safe_load.load(file)
-    except (ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
+    except DAMAGED_FILE_ERRORS as e:
         if isinstance(e, WeightsError):
             raise
         raise WeightsError(f"cannot read the weights '{file}' ({type(e).__name__}: {first_line(e, 120)}): the file is "

@@ -8,8 +8,7 @@ import yaml
 from conftest import ROOT
 
 import edgevit_paddle as ep
-from edgevit_paddle.builder import model_kwargs
-from edgevit_paddle.config import ConfigError, apply_overrides, dump_config, load_config
+from edgevit_paddle.config import ConfigError, apply_overrides, dump_config, load_config, model_arguments
 from edgevit_paddle.data.transforms import build_transforms
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
@@ -81,7 +80,7 @@ def test_apply_overrides_does_not_touch_input():
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
 def test_every_shipped_config_loads_and_builds(path):
     cfg = load_config(path)
-    kwargs = model_kwargs(cfg["Model"])
+    kwargs = model_arguments(cfg["Model"])
     model = ep.create_model(cfg["Model"]["name"], **{**kwargs, "in_chans": cfg["Data"]["channels"]})
     size = cfg["Data"]["image_size"]
     assert model.default_cfg.in_chans == cfg["Data"]["channels"]

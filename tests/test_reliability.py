@@ -583,6 +583,90 @@ def test_a_split_or_a_class_whose_images_all_fail_ends_the_run_in_one_line(tmp_p
         one_error_line(res)
 
 
+_LOADER_RACE = """
+import sys, types
+from edgevit_paddle import paddle_noise  # noqa: F401  (Paddle imported quietly)
+import paddle
+from edgevit_paddle.engine import loaders
+from edgevit_paddle.errors import DataError
+
+
+class Unreadable(paddle.io.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        raise DataError("no image of the test folder can be read")
+
+
+if sys.argv[1] == "forced":  # the reading thread dies before DataLoader.__iter__ returns: the race, every time
+    plain = paddle.io.DataLoader.__iter__
+
+    def late(self):
+        it = plain(self)
+        it._thread.join()
+        return it
+    paddle.io.DataLoader.__iter__ = late
+for rep in range(int(sys.argv[2])):
+    loader = loaders._Loader(Unreadable(), batch_size=2, num_workers=0)
+    both = types.SimpleNamespace(readers=lambda: [loader], shutdown=loader.shutdown)
+    try:
+        with loaders.failures_explained(both, lambda: "resume"):
+            for _ in loader:
+                pass
+    except DataError as e:
+        assert "no image of the test folder" in str(e), e
+    else:
+        raise SystemExit("no error")
+print("ok", rep + 1)
+"""
+
+
+def test_an_unreadable_split_never_hangs_the_step_under_load(tmp_path):
+    """With no loader workers, Paddle's reading thread can fail before ``DataLoader.__iter__`` has returned (under
+    CPU load, the first batch of an all-unreadable split): the trainer's hook then saw no live iterator to stop and
+    the step waited forever, deaf to SIGTERM. The race forced, then run many times beside two busy processes."""
+    script = tmp_path / "race.py"
+    script.write_text(_LOADER_RACE)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    res = subprocess.run([sys.executable, str(script), "forced", "3"], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert res.returncode == 0 and "ok 3" in res.stdout, res.stderr[-2000:]
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        res = subprocess.run([sys.executable, str(script), "plain", "40"], capture_output=True, text=True,
+                             timeout=240, env=env)
+    finally:
+        for p in busy:
+            p.kill()
+    assert res.returncode == 0 and "ok 40" in res.stdout, res.stderr[-2000:]
+
+
+def test_a_worker_death_met_again_at_shutdown_is_not_a_second_traceback(monkeypatch):
+    """Paddle's SIGCHLD handler raises its SystemError wherever the main thread is, also inside the loader's shutdown
+    after the run has said why it ends (a second, chained traceback): the shutdown keeps that one quiet, and only
+    that one."""
+    from edgevit_paddle.engine import loaders
+
+    loader = loaders._Loader(paddle.io.TensorDataset([paddle.zeros([4, 1])]), batch_size=2)
+    calls = []
+
+    def dies(it):
+        calls.append(it)
+        raise SystemError("(Fatal) DataLoader process (pid 4242) exited is killed by signal: Killed. (at /paddle/...)")
+    monkeypatch.setattr(loaders, "shutdown_loader_iterator", dies)
+    loader._live = object()
+    loader.shutdown()  # quiet
+    assert len(calls) == 1
+
+    def fails(it):
+        raise SystemError("something else")
+    monkeypatch.setattr(loaders, "shutdown_loader_iterator", fails)
+    loader._live = object()
+    with pytest.raises(SystemError, match="something else"):
+        loader.shutdown()
+
+
 def test_symlink_loops_are_listed_once_and_an_unlistable_folder_is_one_line(tmp_path, monkeypatch):
     import cv2
 

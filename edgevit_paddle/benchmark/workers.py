@@ -41,9 +41,9 @@ def _percentiles(times: List[float]) -> Dict[str, float]:
 def _dygraph_runners(cases: Sequence[Case]):
     """Eval forwards, or training steps with the product's optimizer, schedule and loss (the config defaults)."""
     import paddle
-    from paddle.static import InputSpec
 
     from edgevit_paddle.config import section_defaults
+    from edgevit_paddle.engine.model_api import hapi_model
     from edgevit_paddle.engine.optim import build_loss, build_optimizer
     runners = {}
     for case in cases:
@@ -56,10 +56,8 @@ def _dygraph_runners(cases: Sequence[Case]):
                 with paddle.no_grad():
                     net(x).numpy()
         else:
-            api = paddle.Model(net, inputs=[InputSpec([None, *shape[1:]], "float32", "x")],
-                               labels=[InputSpec([None, 1], "int64", "label")])
             optimizer, _ = build_optimizer(section_defaults("Optimizer"), net, steps_per_epoch=1000, epochs=1)
-            api.prepare(optimizer, build_loss(section_defaults("Loss")))
+            api = hapi_model(net, shape[1], shape[2], optimizer, build_loss(section_defaults("Loss")))
             y = np.random.randint(0, net.num_classes, [shape[0], 1]).astype("int64")
             xs = x.numpy()
 

@@ -10,6 +10,9 @@ from typing import Optional
 
 from ..files import user_cache
 
+#: the three files of the Flowers-102 release that ``Data.root`` holds (Paddle's ``Flowers`` reads them)
+FLOWERS_FILES = ("102flowers.tgz", "imagelabels.mat", "setid.mat")
+
 
 def writable_flowers_root(root: str, cache_dir: Optional[str]) -> str:
     """``root``, or where it is read-only and not yet extracted, a cache folder linking to its three files."""
@@ -17,7 +20,7 @@ def writable_flowers_root(root: str, cache_dir: Optional[str]) -> str:
         return root
     cache = os.path.join(cache_dir, "flowers102") if cache_dir else user_cache("flowers102")
     os.makedirs(cache, exist_ok=True)
-    for name in ("102flowers.tgz", "imagelabels.mat", "setid.mat"):
+    for name in FLOWERS_FILES:
         link = os.path.join(cache, name)
         if not os.path.exists(link):
             os.symlink(os.path.abspath(os.path.join(root, name)), link)
@@ -27,7 +30,8 @@ def writable_flowers_root(root: str, cache_dir: Optional[str]) -> str:
 def extract_flowers(root: str) -> None:
     """Extract ``102flowers.tgz`` into ``102flowers/jpg`` once, atomically: into a private folder first, then one
     rename. Paddle's ``Flowers`` would extract in place, so two runs started together read half-written files, and a
-    run killed while extracting leaves a folder that looks complete."""
+    run killed while extracting leaves a folder that looks complete. (Not ``files.staged_folder``: that replaces a
+    folder, and here the first complete copy must stay, since another run may be reading it.)"""
     final = os.path.join(root, "102flowers", "jpg")
     if os.path.isdir(final):
         return
@@ -35,7 +39,7 @@ def extract_flowers(root: str) -> None:
     tmp = tempfile.mkdtemp(prefix=".extracting-", dir=os.path.dirname(final))
     print(f"extracting Flowers-102 (8,189 images) to {final} (once)", flush=True)
     try:
-        with tarfile.open(os.path.join(root, "102flowers.tgz")) as tar:
+        with tarfile.open(os.path.join(root, FLOWERS_FILES[0])) as tar:
             if hasattr(tarfile, "data_filter"):  # Python >= 3.9.17 / 3.10.12 / 3.11.4: refuse unsafe members
                 tar.extractall(tmp, filter="data")
             else:

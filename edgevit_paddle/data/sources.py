@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError, first_line, raised_in_our_code
 from ..image import list_images, read_image
-from .archive import extract_flowers, writable_flowers_root
+from .archive import FLOWERS_FILES, extract_flowers, writable_flowers_root
 from .flowers102_names import FLOWERS102_CLASSES
 from .labeled import DatasetInfo, ImageList, LabeledDataset, PaddleDatasetView, read_whole_image
 
@@ -109,7 +109,7 @@ def _mnist(cfg: Dict[str, Any], split: str, transform):
 
 def _flowers(cfg: Dict[str, Any], split: str, transform):
     from paddle.vision.datasets import Flowers
-    files = ["102flowers.tgz", "imagelabels.mat", "setid.mat"]
+    files = list(FLOWERS_FILES)
     root = _require(cfg["root"], files, "Flowers-102", "../shared/data/flowers102")
     if split not in ("train", "valid", "test"):
         raise DataError(f"unknown Flowers-102 split '{split}'; valid: train (6,149 images), valid (1,020), "

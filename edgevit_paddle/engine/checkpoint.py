@@ -12,7 +12,6 @@ import contextlib
 import errno
 import json
 import os
-import pickle
 import shutil
 import warnings
 from typing import Any, Dict, Optional
@@ -23,11 +22,8 @@ from .. import safe_load
 from ..errors import CheckpointError, WeightsError
 from ..files import atomic_path, write_json_atomic
 from ..paddle_compat import lr_schedule
-from ..weights import load_weights, with_identity
-
-#: what reading a missing, empty, truncated or garbled file raises (``safe_load.load``, as ``paddle.load``: ValueError
-#: "can not parse the file", "not exists"; EOFError and UnpicklingError from the pickle inside)
-DAMAGED_FILE_ERRORS = (ValueError, EOFError, OSError, pickle.UnpicklingError)
+from ..weights import DAMAGED_FILE_ERRORS, load_weights, with_identity
+from .run_state import RunState
 
 
 @contextlib.contextmanager
@@ -157,7 +153,6 @@ ARRAY_PARTS = (".pdparams", ".pdopt", ".pdema")
 def intact_checkpoint(ckpt_dir: str, name: str) -> Optional[Dict[str, Any]]:
     """The state of checkpoint ``name`` when its JSON reads and each of its array files loads; else None. A file that
     would run code is refused (``WeightsError``), not taken for damage."""
-    from .callbacks import RunState
     meta = read_json(os.path.join(ckpt_dir, name + ".json"))
     if meta is None or not RunState.well_formed(meta):
         return None

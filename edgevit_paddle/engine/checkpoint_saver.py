@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import CheckpointError
 from ..files import TMP_MARK, write_json_atomic
-from .callbacks import RunState
 from .checkpoint import disk_errors, intact_checkpoint, read_json, save_checkpoint
+from .run_state import RunState
 
 #: the new best of an epoch, written before that epoch's latest.json and renamed to ``best`` right after it
 PENDING_BEST = "best_pending"

@@ -10,10 +10,11 @@ import paddle
 
 from ..data.seeding import epoch_seed
 from ..paddle_compat import lr_schedule
-from .callbacks import EpochProgBar, RunState, TrainingMonitor, write_metrics
+from .callbacks import RunCallbacks
 from .checkpoint import disk_errors
-from .checkpoint_saver import CheckpointSaver
-from .ema import ModelEMA
+from .loaders import RunLoaders
+from .run import Run
+from .run_state import write_metrics
 
 
 class EpochLoop:
@@ -24,12 +25,10 @@ class EpochLoop:
 
     A run resumed after epoch ``k`` therefore repeats exactly what the uninterrupted run did from ``k + 1`` on."""
 
-    def __init__(self, model: paddle.Model, optimizer, train_batches, eval_loader, state: RunState,
-                 saver: CheckpointSaver, monitor: TrainingMonitor, progress: EpochProgBar, callbacks, seed: int,
-                 eval_freq: int = 1, ema: Optional[ModelEMA] = None, verbose: int = 2):
-        self.model, self.optimizer, self.train_batches, self.eval_loader = model, optimizer, train_batches, eval_loader
-        self.state, self.saver, self.monitor, self.progress = state, saver, monitor, progress
-        self.callbacks, self.seed, self.eval_freq, self.ema, self.verbose = callbacks, seed, eval_freq, ema, verbose
+    def __init__(self, run: Run, model: paddle.Model, optimizer, loaders: RunLoaders, callbacks: RunCallbacks):
+        self.spec, self.model, self.optimizer, self.loaders, self.callbacks = run, model, optimizer, loaders, callbacks
+        self.state, self.saver, self.ema = run.state, run.saver, run.ema
+        self.eval_freq, self.verbose = run.cfg["Global"]["eval_freq"], run.cfg["Global"]["verbose"]
 
     def mark_epoch_start(self, epoch: int) -> None:
         """Remember the step count and the LR schedule as ``epoch`` starts (``rewind_to_epoch_start``)."""
@@ -54,22 +53,22 @@ class EpochLoop:
     def evaluates(self, epoch: int, last: int) -> bool:
         return epoch % self.eval_freq == 0 or epoch == last
 
-    def run(self, first: int, last: int, run_dir: Optional[str]) -> None:
-        """Train epochs ``first`` .. ``last``; ``run_dir`` receives ``metrics.json`` after each (None: write nothing,
-        another process writes)."""
-        net = self.model.network
+    def run(self, first: int, last: int) -> None:
+        """Train epochs ``first`` .. ``last``; the run's ``metrics.json`` is written after each (by the writing
+        process)."""
+        net, run_dir, hooks = self.model.network, self.spec.metrics_dir, self.callbacks
         for epoch in range(first, last + 1):
             self.mark_epoch_start(epoch)
-            self.train_batches.set_epoch(epoch)
-            paddle.seed(epoch_seed(self.seed, epoch - 1))  # dropout, drop path
-            self.monitor.begin_epoch(epoch)
-            self.progress.absolute = epoch
-            self.model.fit(self.train_batches, epochs=1, verbose=self.verbose, log_freq=self.progress.log_freq,
-                           callbacks=self.callbacks)
-            train_logs = self.monitor.epoch_logs()
+            self.loaders.train.set_epoch(epoch)
+            paddle.seed(epoch_seed(self.spec.seed, epoch - 1))  # dropout, drop path
+            hooks.monitor.begin_epoch(epoch)
+            hooks.progress.absolute = epoch
+            self.model.fit(self.loaders.train, epochs=1, verbose=self.verbose, log_freq=hooks.progress.log_freq,
+                           callbacks=hooks.all)
+            train_logs = hooks.monitor.epoch_logs()
             eval_logs = self.evaluate() if self.evaluates(epoch, last) else {}
             improved = self.state.record_epoch(epoch, train_logs, eval_logs)
-            self.monitor.log_epoch(self.state.history[-1])
+            hooks.monitor.log_epoch(self.state.history[-1])
             self.saver.save_epoch(epoch, net, self.optimizer, self.state.to_dict(), improved, self.ema,
                                   best_is_ema=self.state.best_from == "ema")
             if run_dir is not None:
@@ -78,10 +77,10 @@ class EpochLoop:
 
     def evaluate(self) -> Dict[str, Optional[float]]:
         """Loss and top-k of the weights, and of the EMA weights (``ema_*``) when the run keeps an EMA."""
-        logs = scalars(self.model.evaluate(self.eval_loader, verbose=0))
+        logs = scalars(self.model.evaluate(self.loaders.eval, verbose=0))
         if self.ema is not None:
             with self.ema.applied(self.model.network):
-                logs.update({f"ema_{k}": v for k, v in scalars(self.model.evaluate(self.eval_loader,
+                logs.update({f"ema_{k}": v for k, v in scalars(self.model.evaluate(self.loaders.eval,
                                                                                     verbose=0)).items()})
         return logs
 

@@ -11,11 +11,17 @@ The trainer's loop owns the epoch and hands it over with ``TrainBatches.set_epoc
   dataset's third field and lists the unreadable images met in the epoch once, at its end.
 
 Seeds use the epoch's 0-based index (``epoch - 1``).
+
+When loading fails, ``failures_explained`` turns what Paddle reports (a "Blocking queue is killed" or a SIGCHLD
+``SystemError``) into the one line that names the cause: the dataset's ``DataError``, or the worker process that died.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Dict, Optional
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import numpy as np
 import paddle
@@ -23,7 +29,8 @@ import paddle
 from ..data.mixup import Mixup
 from ..data.samplers import RepeatedAugSampler
 from ..data.seeding import sample_seed
-from ..paddle_compat import abort_loader_iterator, loader_thread, shutdown_loader_iterator
+from ..errors import DataError, TrainingError
+from ..paddle_compat import abort_loader_iterator, loader_thread, loader_worker_death, shutdown_loader_iterator
 
 log = logging.getLogger("edgevit_paddle")
 
@@ -37,7 +44,23 @@ class _Loader(paddle.io.DataLoader):
 
     def __iter__(self):
         self._live = super().__iter__()
+        if loader_thread(self._live) in self._failed_readers():  # it failed before the line above: stop it now
+            self.abort()
         return self._live
+
+    def _failed_readers(self) -> set:
+        if not hasattr(self, "_failed"):
+            self._failed = set()
+        return self._failed
+
+    def reader_failed(self, thread) -> None:
+        """``thread`` died of an exception: when it is this loader's reading thread, stop the live iterator (the step
+        waiting on its queue would wait forever). The thread is remembered first, and ``__iter__`` looks after it
+        has the iterator, so a thread that fails before ``__iter__`` returns (under load, the first batch of an
+        unreadable dataset) is met by one or the other, never by neither."""
+        self._failed_readers().add(thread)
+        if self.reads_in(thread):
+            self.abort()
 
     def reads_in(self, thread) -> bool:
         """Whether ``thread`` is the one the live iterator reads batches in."""
@@ -50,9 +73,16 @@ class _Loader(paddle.io.DataLoader):
             abort_loader_iterator(self._live)
 
     def shutdown(self) -> None:
+        """Stop the worker processes now. A worker found dead meanwhile is not reported again: Paddle's SIGCHLD
+        handler raises its ``SystemError`` wherever the main thread is, here too, and the run already says why it
+        ends (it would come out as a second, chained traceback)."""
         it, self._live = getattr(self, "_live", None), None
         if it is not None:
-            shutdown_loader_iterator(it)
+            try:
+                shutdown_loader_iterator(it)
+            except SystemError as e:
+                if loader_worker_death(e) is None:
+                    raise
 
 
 class _EpochTagged(paddle.io.BatchSampler):
@@ -113,8 +143,24 @@ class TrainBatches:
         self.loader.shutdown()
 
 
-def build_loaders(cfg: Dict[str, Any], train_ds, eval_ds, num_classes: int, rank: int = 0, world_size: int = 1):
-    """(training batches, eval loader) of a run; ``TrainBatches.set_epoch`` before each epoch."""
+@dataclass
+class RunLoaders:
+    """A run's two loaders: ``train`` (``TrainBatches.set_epoch`` before each epoch) and ``eval``."""
+
+    train: TrainBatches
+    eval: _Loader
+
+    def readers(self):
+        return [self.train.loader, self.eval]
+
+    def shutdown(self) -> None:
+        for loader in self.readers():
+            loader.shutdown()
+
+
+def build_loaders(cfg: Dict[str, Any], train_ds, eval_ds, num_classes: int, rank: int = 0,
+                  world_size: int = 1) -> RunLoaders:
+    """The training batches and the eval loader of a run."""
     d, seed = cfg["Data"], cfg["Global"]["seed"]
     shuffle = d["Train"]["shuffle"] is not False
     if d["Train"]["sampler"] == "repeated":
@@ -129,4 +175,67 @@ def build_loaders(cfg: Dict[str, Any], train_ds, eval_ds, num_classes: int, rank
                          Mixup.from_config(cfg, num_classes))
     eval_sampler = paddle.io.DistributedBatchSampler(eval_ds, d["Eval"]["batch_size"], shuffle=False)
     eval_loader = _Loader(eval_ds, batch_sampler=eval_sampler, num_workers=d["num_workers"])
-    return train, eval_loader
+    return RunLoaders(train, eval_loader)
+
+
+@contextlib.contextmanager
+def failures_explained(loaders: RunLoaders, resume_hint: Callable[[], str]) -> Iterator[None]:
+    """Run the block with ``loaders``' failures explained; the loaders are shut down at its end, however it ends.
+
+    - a reading thread that fails on a ``DataError`` (an unreadable dataset) ends the block with that error, not the
+      step's "Blocking queue is killed" after the thread's traceback; its loader is stopped at once (Paddle leaves the
+      step waiting forever on a dead thread's queue, deaf to Ctrl-C);
+    - a worker process that dies (the kernel's out-of-memory killer) ends it with one ``TrainingError`` naming the
+      worker, with ``resume_hint()`` (how to continue) after it.
+    """
+    errors: list = []
+    previous = threading.excepthook
+    threading.excepthook = _catch_data_errors(errors, previous, loaders.readers())
+    deaths = _WorkerDeaths()
+    logging.getLogger().addFilter(deaths)
+    try:
+        yield
+    except Exception as e:
+        cause = errors.pop() if errors and isinstance(e, SystemError) else e
+        if isinstance(cause, DataError):
+            raise cause from None
+        death = loader_worker_death(cause) or (deaths.seen[-1] if deaths.seen and isinstance(e, SystemError) else None)
+        if death is not None:
+            raise TrainingError(f"a data-loading worker process ({death}) stopped the run (out of memory? lower "
+                                f"Data.num_workers or the batch size); {resume_hint()}") from None
+        raise
+    finally:
+        threading.excepthook = previous
+        logging.getLogger().removeFilter(deaths)
+        loaders.shutdown()
+
+
+class _WorkerDeaths(logging.Filter):
+    """Keeps (and keeps off the screen) the warning Paddle's reading thread logs when a worker process has died; the
+    training step then fails with "Blocking queue is killed", and the run ends with one line naming the worker."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        death = loader_worker_death(record.getMessage())
+        if death is None:
+            return True
+        self.seen.append(death)
+        return False
+
+
+def _catch_data_errors(store: list, previous, loaders):
+    """A ``threading.excepthook``: a data error is kept as one ``DataError`` (the worker's traceback reduced to its
+    last line) instead of printing the traceback, anything else keeps its traceback; and when the thread is the
+    reading thread of one of ``loaders``, that loader is stopped with an error (``_Loader.reader_failed``)."""
+    def hook(args):
+        if isinstance(args.exc_value, DataError):
+            last = str(args.exc_value).strip().splitlines()[-1]
+            store.append(DataError(last.split("DataError: ", 1)[-1]))
+        else:
+            previous(args)
+        for loader in loaders:
+            loader.reader_failed(args.thread)
+    return hook

@@ -22,10 +22,9 @@ log = logging.getLogger("edgevit_paddle")
 
 
 #: what a training process's environment needs before Paddle loads (libgomp reads it then): Paddle's own OpenMP loops
-#: let their idle threads sleep at once instead of spinning, which kept the cores from MKL and from our kernels
-#: (gn/conv training at batch 32: 18.1 -> 20.6 images/s). Not for inference: it slowed Paddle Inference's oneDNN at
-#: batch 1 from 24.6-28.3 to 34.6-35.6 ms (ONNX Runtime unaffected), so only the training tool and the benchmark's
-#: training workers set it, and a user's own setting wins.
+#: let their idle threads sleep at once instead of spinning, which kept the cores from MKL and from our kernels. Not
+#: for inference, where it slowed Paddle Inference's oneDNN (figures: docs/results/HISTORY.md), so only the training
+#: tool and the benchmark's training workers set it, and a user's own setting wins.
 TRAINING_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 

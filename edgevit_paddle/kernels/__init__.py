@@ -8,8 +8,8 @@ They are Paddle custom operators (``paddle.utils.cpp_extension``; ``depthwise.cc
 spins between calls) and the inner loops are vectorised for the machine's CPU (``-march=native``). Built on first
 use (``build.py``) into a cache (``$EDGEVIT_KERNELS_DIR``, default ``~/.cache/edgevit_paddle/kernels/<key>``; the key
 covers the sources, Paddle's version, the compiler flags and the CPU's instruction sets, so another machine builds
-its own): once, about 1.5 CPU-minutes (99 CPU-seconds, 59 s wall on 2 Zen 3 cores; lines say when it starts, every
-15 s that it goes on, and how long it took), then loaded in well under a second. Where no compiler is found or the
+its own): once (lines say when it starts, every 15 s that it goes on, and how long it took), then loaded in well
+under a second. Where no compiler is found or the
 build fails, one warning says why and the layers use Paddle's own ops (same results). ``EDGEVIT_KERNELS=0``
 switches them off.
 
