@@ -205,8 +205,13 @@ _CIFAR = dict(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=1
               head_dim=32, mlp_dim=256)
 
 
-def _create_vit(cls: type, name: str, arch: dict, **kwargs) -> VisionTransformer:
-    return build_model(cls, name, arch, kwargs)
+def _factory(cls: type, name: str, arch: dict, doc: str) -> Callable[..., VisionTransformer]:
+    """The registered factory ``name``: ``cls`` with the preset ``arch`` (the six presets differ in nothing else)."""
+    def create(**kwargs) -> VisionTransformer:
+        return build_model(cls, name, arch, kwargs)
+    create.__name__ = create.__qualname__ = name
+    create.__module__, create.__doc__ = __name__, doc
+    return register_model(create)
 
 
 # Digits at their own size with MNIST's mean and std, as configs/vit/*_mnist.yaml; the 32x32 RGB setup as CIFAR is
@@ -217,37 +222,11 @@ default_cfgs = {**{f"{m}_mnist": _MNIST_CFG for m in ("vit", "vitbnffn", "vitbn"
                 **{f"{m}_cifar": _CIFAR_CFG for m in ("vit", "vitbnffn", "vitbn")}}
 
 
-@register_model
-def vit_mnist(**kwargs) -> VisionTransformer:
-    """ViT, MNIST setup (28x28x1, patch 7, dim 64, depth 6, 8 heads of 64, MLP 128)."""
-    return _create_vit(ViT, "vit_mnist", _MNIST, **kwargs)
-
-
-@register_model
-def vitbnffn_mnist(**kwargs) -> ViTBNFFN:
-    """ViTBNFFN, MNIST setup."""
-    return _create_vit(ViTBNFFN, "vitbnffn_mnist", _MNIST, **kwargs)
-
-
-@register_model
-def vitbn_mnist(**kwargs) -> ViTBN:
-    """ViTBN, MNIST setup."""
-    return _create_vit(ViTBN, "vitbn_mnist", _MNIST, **kwargs)
-
-
-@register_model
-def vit_cifar(**kwargs) -> VisionTransformer:
-    """ViT, 32x32 RGB setup (patch 4, dim 128, depth 6, 4 heads of 32, MLP 256)."""
-    return _create_vit(ViT, "vit_cifar", _CIFAR, **kwargs)
-
-
-@register_model
-def vitbnffn_cifar(**kwargs) -> ViTBNFFN:
-    """ViTBNFFN, 32x32 RGB setup."""
-    return _create_vit(ViTBNFFN, "vitbnffn_cifar", _CIFAR, **kwargs)
-
-
-@register_model
-def vitbn_cifar(**kwargs) -> ViTBN:
-    """ViTBN, 32x32 RGB setup."""
-    return _create_vit(ViTBN, "vitbn_cifar", _CIFAR, **kwargs)
+vit_mnist = _factory(ViT, "vit_mnist", _MNIST, "ViT, MNIST setup (28x28x1, patch 7, dim 64, depth 6, 8 heads of 64, "
+                     "MLP 128).")
+vitbnffn_mnist = _factory(ViTBNFFN, "vitbnffn_mnist", _MNIST, "ViTBNFFN, MNIST setup.")
+vitbn_mnist = _factory(ViTBN, "vitbn_mnist", _MNIST, "ViTBN, MNIST setup.")
+vit_cifar = _factory(ViT, "vit_cifar", _CIFAR, "ViT, 32x32 RGB setup (patch 4, dim 128, depth 6, 4 heads of 32, "
+                     "MLP 256).")
+vitbnffn_cifar = _factory(ViTBNFFN, "vitbnffn_cifar", _CIFAR, "ViTBNFFN, 32x32 RGB setup.")
+vitbn_cifar = _factory(ViTBN, "vitbn_cifar", _CIFAR, "ViTBN, 32x32 RGB setup.")
