@@ -16,7 +16,7 @@ from .data.datasets import DATASET_NAMES
 from .data.transforms import check_transforms, output_size, with_sizes
 from .errors import ConfigError, ModelError, did_you_mean
 from .files import write_text_atomic
-from .model_cfg import DEFAULT_CROP_PCT
+from .model_cfg import DEFAULT_CROP_PCT, ROUNDINGS
 from .registry import model_entrypoint
 
 
@@ -76,6 +76,8 @@ SCHEMA: Dict[str, Any] = {
         "root": setting(str, None),
         "image_size": setting(int, 224, minimum=8),  # the size transforms that state none get (with_sizes)
         "crop_pct": setting(float, DEFAULT_CROP_PCT, minimum=0.01),  # a sizeless eval Resize: image_size / crop_pct
+        # how Resize and CenterCrop round (model_cfg.ROUNDINGS): PaddleClas's, what deployed clients compute, or timm's
+        "rounding": setting(str, ROUNDINGS[0], choices=ROUNDINGS),
         "channels": setting(int, 3, choices=(1, 3)),
         "num_workers": setting(int, 0, minimum=0),
         "split_seed": setting(int, 0),
@@ -308,7 +310,8 @@ def validate(data: Dict[str, Any], src: str = "config") -> Dict[str, Any]:
     for split in ("Train", "Eval"):
         spec = cfg["Data"][split]["transforms"]
         check_transforms(spec, f"{src}: Data.{split}.transforms")
-        spec = cfg["Data"][split]["transforms"] = with_sizes(spec, size, cfg["Data"]["crop_pct"])
+        spec = cfg["Data"][split]["transforms"] = with_sizes(spec, size, cfg["Data"]["crop_pct"],
+                                                             cfg["Data"]["rounding"])
         out = output_size(spec)
         if out is not None and out != size:
             where = f"{out}x{out}" if out > 0 else "a non-square size"

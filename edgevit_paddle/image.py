@@ -18,15 +18,17 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 
 
-def list_images(folder: str) -> list:
+def list_images(folder: str, linked: Optional[set] = None) -> list:
     """The image files under ``folder`` (recursively, by extension; hidden files and folders left out), sorted. By
     name only (``os.scandir``: nothing is opened, so 100,000 files list in well under a second). Linked folders are
     followed, each real folder once, except a link back to ``folder`` or above it (a loop, which would list the
-    folders beside ``folder`` as its own). A folder that cannot be listed raises its ``OSError``."""
+    folders beside ``folder`` as its own). A folder that cannot be listed raises its ``OSError``. ``linked``, when
+    given, receives the listed paths that are symbolic links or lie in a linked folder (those whose real place may be
+    elsewhere; only they need ``os.path.realpath``)."""
     top = os.path.realpath(folder)
-    out, stack, seen = [], [folder], set()
+    out, stack, seen = [], [(folder, False)], set()
     while stack:
-        path = stack.pop()
+        path, via_link = stack.pop()
         real = os.path.realpath(path)
         if real in seen or (path != folder and (top + os.sep).startswith(real + os.sep)):
             continue
@@ -36,9 +38,11 @@ def list_images(folder: str) -> list:
                 if entry.name.startswith("."):
                     continue
                 if _is_dir(entry):
-                    stack.append(entry.path)
+                    stack.append((entry.path, via_link or entry.is_symlink()))
                 elif entry.name.lower().endswith(IMG_EXTENSIONS):
                     out.append(entry.path)
+                    if linked is not None and (via_link or entry.is_symlink()):
+                        linked.add(entry.path)
     return sorted(out)
 
 
@@ -149,19 +153,24 @@ def from_pil(pil: Image.Image, like: np.ndarray) -> np.ndarray:
     return out[:, :, None] if like.ndim == 3 and out.ndim == 2 else out
 
 
-def short_side_size(height: int, width: int, size: int) -> Tuple[int, int]:
-    """(height, width) after resizing the short side to ``size``, aspect kept: both sides scaled by
-    ``size / min(height, width)`` and rounded to the nearest pixel (Python's ``round``), as PaddleClas's and PaddleX's
-    ``ResizeImage{resize_short}`` compute it (Paddle's ``Resize`` truncates the long side instead: one pixel shorter
-    whenever its fraction is .5 or more). Training's ``Resize``, the predictor and ``inference.yml``'s readers all use
-    this."""
+def short_side_size(height: int, width: int, size: int, rounding: str = "paddleclas") -> Tuple[int, int]:
+    """(height, width) after resizing the short side to ``size``, aspect kept. ``paddleclas`` (``ROUNDINGS``): both
+    sides scaled by ``size / min(height, width)`` and rounded to the nearest pixel (Python's ``round``), as
+    PaddleClas's and PaddleX's ``ResizeImage{resize_short}`` compute it; ``timm``: torchvision's ``resize``, the short
+    side ``size`` and the long side truncated (one pixel shorter whenever its fraction is .5 or more, as Paddle's own
+    ``Resize`` too). Training's ``Resize``, the predictor and ``inference.yml``'s readers all use this."""
+    if rounding == "timm":
+        return (size, int(size * width / height)) if height <= width else (int(size * height / width), size)
     scale = size / min(height, width)
     return round(height * scale), round(width * scale)
 
 
-def center_crop_box(height: int, width: int, crop_h: int, crop_w: int) -> Tuple[int, int]:
-    """(top, left) of a centred ``crop_h`` x ``crop_w`` crop: the offsets rounded down, as PaddleClas's and PaddleX's
-    ``CropImage`` place it (Paddle's ``CenterCrop`` rounds them to the nearest)."""
+def center_crop_box(height: int, width: int, crop_h: int, crop_w: int, rounding: str = "paddleclas") -> Tuple[int, int]:
+    """(top, left) of a centred ``crop_h`` x ``crop_w`` crop. ``paddleclas``: the offsets rounded down, as
+    PaddleClas's and PaddleX's ``CropImage`` place it; ``timm``: rounded (``round``), as torchvision's
+    ``center_crop`` (and Paddle's ``CenterCrop``)."""
+    if rounding == "timm":
+        return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
     return (height - crop_h) // 2, (width - crop_w) // 2
 
 

@@ -21,6 +21,7 @@ It reads as timm's does, as attributes and as a mapping (``cfg.mean``, ``cfg["me
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -33,10 +34,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def resize_for_crop(size: int, crop_pct: float = DEFAULT_CROP_PCT) -> int:
-    """The short side an eval transform resizes to before its centre crop of ``size`` (timm's ``size / crop_pct``,
-    rounded)."""
-    return int(round(int(size) / float(crop_pct)))
+#: how an eval transform rounds (``Data.rounding``, a ``Resize``'s or ``CenterCrop``'s ``rounding``). ``paddleclas``
+#: (the default): PaddleClas's and PaddleX's predictors, so every client of an export sees the pixels its evaluation
+#: saw: a short-side resize scales both sides and rounds them, a centre crop's offsets are rounded down, and
+#: ``size / crop_pct`` is rounded. ``timm``: timm's and torchvision's, to reproduce the authors' numbers: the long
+#: side truncated, the offsets rounded (Python's ``round``), ``size / crop_pct`` rounded down. One pixel apart on
+#: some photos.
+ROUNDINGS = ("paddleclas", "timm")
+
+
+def resize_for_crop(size: int, crop_pct: float = DEFAULT_CROP_PCT, rounding: str = "paddleclas") -> int:
+    """The short side an eval transform resizes to before its centre crop of ``size`` (timm's ``size / crop_pct``;
+    ``ROUNDINGS``)."""
+    ratio = int(size) / float(crop_pct)
+    return int(math.floor(ratio)) if rounding == "timm" else int(round(ratio))
 
 
 @dataclass(frozen=True)

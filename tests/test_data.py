@@ -172,6 +172,42 @@ def test_flowers_extraction_is_atomic_when_runs_start_together(tmp_path):
 
 # ------------------------------------------------------------------------------------------ antialiased resize
 
+def test_timms_rounding_is_an_option_in_training_the_export_and_the_predictor(tmp_path):
+    """``Data.rounding: timm`` resizes and crops as timm/torchvision round (the long side truncated, the crop offsets
+    rounded, ``size / crop_pct`` rounded down) to reproduce the authors' numbers; the default stays PaddleClas's,
+    which deployed clients compute. Training's eval transform, ``inference.yml`` and the predictor agree either way."""
+    from edgevit_paddle.config import load_config
+    from edgevit_paddle.data.datasets import eval_transforms
+    from edgevit_paddle.data.transforms import build_transforms
+    from edgevit_paddle.errors import ConfigError, PredictorError
+    from edgevit_paddle.export.ecosystem import paddle_sections
+    from edgevit_paddle.export.preprocess import fit_to_size, from_transforms
+    from edgevit_paddle.image import center_crop_box, short_side_size
+    from edgevit_paddle.inference.preprocess import Preprocessor
+    from edgevit_paddle.model_cfg import resize_for_crop
+    # torchvision's rules: int(224 * 451 / 300) = 336, round((336 - 224) / 2) ...; PaddleClas's: round(336.75) = 337
+    assert short_side_size(300, 451, 224) == (224, 337) and short_side_size(300, 451, 224, "timm") == (224, 336)
+    assert short_side_size(451, 300, 224, "timm") == (336, 224)
+    assert center_crop_box(337, 451, 224, 224) == (56, 113) and center_crop_box(337, 451, 224, 224, "timm") == (56, 114)
+    assert resize_for_crop(96, 0.9) == 107 and resize_for_crop(96, 0.9, "timm") == 106  # 106.67
+    photo = np.random.RandomState(0).randint(0, 256, (300, 451, 3)).astype(np.uint8)
+    for rounding in ("paddleclas", "timm"):
+        cfg = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=imagefolder", "Data.image_size=96",
+                                 "Data.crop_pct=0.9", f"Data.rounding={rounding}"])
+        spec = eval_transforms(cfg["Data"])
+        steps = fit_to_size(from_transforms(spec), 96, 0.9)
+        assert steps[0]["resize"]["size"] == (107 if rounding == "paddleclas" else 106)
+        assert all(("rounding" in a) == (rounding == "timm") for s in steps[:2] for a in s.values())
+        np.testing.assert_allclose(Preprocessor(steps)(photo), build_transforms(spec, 3)(photo), atol=1e-6)
+        sections, why = paddle_sections(steps, ["a", "b"], "edgevit_xxs", 3)
+        assert bool(sections) == (rounding == "paddleclas") and (why is None) == (rounding == "paddleclas")
+    assert "PaddleClas and PaddleX round as PaddleClas" in why
+    with pytest.raises(ConfigError, match=r"'Data.rounding' is 'tim'.*did you mean 'timm'"):
+        load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=digits", "Data.rounding=tim"])
+    with pytest.raises(PredictorError, match=r"unknown rounding 'floor' in inference.yml's resize step"):
+        Preprocessor([{"resize": {"size": 96, "rounding": "floor"}}])
+
+
 def test_antialiased_resize_is_pils_in_training_and_in_the_predictor(tmp_path):
     """``antialias: true`` resizes as PIL (timm's transforms) does, in training's transforms and in the predictor
     built from the same eval transforms; OpenCV's bicubic aliases a fine pattern."""

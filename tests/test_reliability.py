@@ -700,6 +700,29 @@ def test_symlink_loops_are_listed_once_and_an_unlistable_folder_is_one_line(tmp_
         expand_inputs([str(tmp_path / "train")])
 
 
+def test_a_link_into_a_sibling_class_lists_its_images_once_under_their_real_class(tmp_path):
+    """``train/b/to_a -> ../a`` (and a linked file, and two links to one image) counted class a's images as class b's
+    too: each image is now listed once, under the class whose folder really holds it, with a warning."""
+    import cv2
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(d / f"{i}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
+    b = tmp_path / "train" / "b"
+    os.symlink("../a", b / "to_a")  # a folder link into the sibling class
+    os.symlink("../a/0.png", b / "a0.png")  # a file link into it
+    os.symlink("0.png", b / "again.png")  # a second name for one of b's own images
+    cfg = load_config(None, ["Model.name=edgevit_xxs", "Data.dataset=imagefolder", f"Data.root={tmp_path}",
+                             "Data.image_size=32",
+                             "Data.Train.transforms=[{Resize: {size: [32, 32]}}, {ToTensor: {}}]"])
+    with pytest.warns(UserWarning, match=r"3 linked image\(s\) in '.*train' resolve inside another class's folder and "
+                                         r"are listed once, under that class: b/a0.png -> a, b/to_a/0.png -> a"):
+        ds = build_dataset(cfg["Data"], "Train")
+    assert len(ds) == 4 and [int(ds[i][1][0]) for i in range(4)] == [0, 0, 1, 1]
+
+
 def test_an_image_without_read_permission_is_reported_and_the_rest_go_on(tmp_path, monkeypatch):
     import builtins
 

@@ -27,7 +27,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from ..errors import DataError
-from ..model_cfg import DEFAULT_CROP_PCT
+from ..model_cfg import DEFAULT_CROP_PCT, ROUNDINGS
 from .labeled import LabeledDataset
 from .sources import SOURCES, class_dirs
 from .transforms import build_transforms, default_transforms
@@ -57,7 +57,8 @@ def transforms_spec(data_cfg: Dict[str, Any], split_section: str) -> List[Dict[s
     grey = SOURCES[data_cfg["dataset"]].grey
     mean_std = ([0.5] * data_cfg["channels"], [0.5] * data_cfg["channels"]) if grey else ()
     return default_transforms(data_cfg["image_size"], split_section == "Train", *mean_std, flip=not grey,
-                              crop_pct=data_cfg.get("crop_pct", DEFAULT_CROP_PCT))
+                              crop_pct=data_cfg.get("crop_pct", DEFAULT_CROP_PCT),
+                              rounding=data_cfg.get("rounding", ROUNDINGS[0]))
 
 
 def eval_transforms(data_cfg: Dict[str, Any]) -> List[Dict[str, Any]]:

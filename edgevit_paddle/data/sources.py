@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -191,21 +192,46 @@ def _imagefolder(cfg: Dict[str, Any], split: str, transform):
             diff = sorted(set(classes) ^ set(other_classes))
             raise DataError(f"classes differ between '{split}' and '{other}' in '{root}': {', '.join(diff)} "
                             "present in only one; every class needs a folder in both")
-    files, labels, empty = [], [], []
+    files, labels, empty, elsewhere = [], [], [], []
+    owner = _class_owner(path, classes)
     for label, cls in enumerate(classes):
+        linked: set = set()
         try:
-            found = list_images(os.path.join(path, cls))
+            found = list_images(os.path.join(path, cls), linked)
         except OSError as e:
             raise DataError(f"cannot list '{e.filename or os.path.join(path, cls)}' ({e.strerror or e}): make it "
                             "readable, or remove it") from None
-        if not found:
+        kept, seen = [], set()
+        for f in found:
+            real = os.path.realpath(f) if f in linked else f
+            other = owner(real) if f in linked else label
+            if other is not None and other != label:  # listed under its real class already
+                elsewhere.append(f"{os.path.relpath(f, path)} -> {classes[other]}")
+            elif real not in seen:  # two links to one image in a class: once
+                seen.add(real)
+                kept.append(f)
+        if not kept:
             empty.append(cls)
-        files += found
-        labels += [label] * len(found)
+        files += kept
+        labels += [label] * len(kept)
+    if elsewhere:
+        more = " ..." if len(elsewhere) > 5 else ""
+        warnings.warn(f"{len(elsewhere)} linked image(s) in '{path}' resolve inside another class's folder and are "
+                      f"listed once, under that class: {', '.join(elsewhere[:5])}{more}")
     if empty:
         raise DataError(f"empty class folder(s) in '{path}': {', '.join(empty)}; add images or remove the folder")
     info = DatasetInfo(f"image folder {root}", split, len(files), len(classes), classes)
     return LabeledDataset(ImageList(files, labels, read_whole_image), None, transform, 0, info)
+
+
+def _class_owner(split_path: str, classes: Sequence[str]) -> Callable[[str], Optional[int]]:
+    """``owner(real_path)``: the index of the class whose (real) folder holds ``real_path``, None for none."""
+    folders = sorted(((os.path.realpath(os.path.join(split_path, c)) + os.sep, i) for i, c in enumerate(classes)),
+                     key=lambda fi: -len(fi[0]))
+
+    def owner(real_path: str) -> Optional[int]:
+        return next((i for folder, i in folders if real_path.startswith(folder)), None)
+    return owner
 
 
 @dataclass(frozen=True)

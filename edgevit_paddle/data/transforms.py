@@ -27,7 +27,7 @@ import paddle.vision.transforms.functional as F
 
 from ..errors import ConfigError, did_you_mean
 from ..image import center_crop_box, from_pil, resize_antialiased, short_side_size, to_channels, to_pil
-from ..model_cfg import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ModelCfg, resize_for_crop
+from ..model_cfg import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ROUNDINGS, ModelCfg, resize_for_crop
 from .rand_augment import RandAugment
 from .random_erasing import TimmRandomErasing
 
@@ -52,17 +52,18 @@ def _hw(img) -> tuple:
 
 class Resize(_Antialiased, T.Resize):
     """``paddle.vision.transforms.Resize`` (``size``, ``interpolation``) plus ``antialias`` (module doc); an int
-    ``size`` (the short side) rounds both sides as PaddleClas and PaddleX do (``image.short_side_size``), so a deployed
-    model's clients see the pixels its evaluation saw."""
+    ``size`` (the short side) rounds as ``rounding`` says (``model_cfg.ROUNDINGS``; ``image.short_side_size``):
+    by default as PaddleClas and PaddleX do, so a deployed model's clients see the pixels its evaluation saw."""
 
-    def __init__(self, size, interpolation: str = "bilinear", antialias: bool = False):
+    def __init__(self, size, interpolation: str = "bilinear", antialias: bool = False, rounding: str = "paddleclas"):
         super().__init__(size, interpolation, antialias=antialias)
+        self.rounding = _rounding(rounding)
 
     def _apply_image(self, img):
         if not isinstance(self.size, int):
             return super()._apply_image(img)
         h, w = _hw(img)
-        target = short_side_size(h, w, self.size)
+        target = short_side_size(h, w, self.size, self.rounding)
         if target == (h, w):
             return img
         if self.antialias and isinstance(img, np.ndarray):
@@ -71,13 +72,24 @@ class Resize(_Antialiased, T.Resize):
 
 
 class CenterCrop(T.CenterCrop):
-    """``paddle.vision.transforms.CenterCrop`` with the offsets rounded down, as PaddleClas's and PaddleX's
-    ``CropImage`` place the crop (``image.center_crop_box``)."""
+    """``paddle.vision.transforms.CenterCrop`` with the offsets rounded as ``rounding`` says
+    (``image.center_crop_box``): by default down, as PaddleClas's and PaddleX's ``CropImage`` place the crop."""
+
+    def __init__(self, size, rounding: str = "paddleclas"):
+        super().__init__(size)
+        self.rounding = _rounding(rounding)
 
     def _apply_image(self, img):
         ch, cw = (int(v) for v in self.size)
-        top, left = center_crop_box(*_hw(img), ch, cw)
+        top, left = center_crop_box(*_hw(img), ch, cw, self.rounding)
         return F.crop(img, top, left, ch, cw)
+
+
+def _rounding(rounding: str) -> str:
+    if rounding not in ROUNDINGS:
+        raise ConfigError(f"rounding '{rounding}' is not one of {', '.join(ROUNDINGS)}"
+                          f"{did_you_mean(rounding, ROUNDINGS)}")
+    return rounding
 
 
 class RandomResizedCrop(_Antialiased, T.RandomResizedCrop):
@@ -142,10 +154,12 @@ def check_transforms(spec: Optional[Sequence[Any]], where: str) -> None:
 _SIZING = {"Resize": "size", "CenterCrop": "size", "RandomResizedCrop": "size", "RandomCrop": "size"}
 
 
-def with_sizes(spec: Optional[Sequence[Dict[str, Any]]], image_size: int, crop_pct: float):
+def with_sizes(spec: Optional[Sequence[Dict[str, Any]]], image_size: int, crop_pct: float,
+               rounding: str = "paddleclas"):
     """``spec`` with the size of every sizing transform that states none: crops get ``image_size``, a ``Resize`` the
     short side ``image_size / crop_pct`` (timm's ``input_size`` and ``crop_pct`` driving ``create_transform``), so
-    ``Data.image_size`` alone moves a recipe to another size. A stated size is kept."""
+    ``Data.image_size`` alone moves a recipe to another size. A stated size is kept. ``rounding`` (``Data.rounding``)
+    goes to every ``Resize`` and ``CenterCrop`` that states none, when it is not the default."""
     if spec is None:
         return None
     out = []
@@ -153,7 +167,10 @@ def with_sizes(spec: Optional[Sequence[Dict[str, Any]]], image_size: int, crop_p
         (name, args), = item.items()
         args = dict(args or {})
         if name in _SIZING and _SIZING[name] not in args:
-            args[_SIZING[name]] = resize_for_crop(image_size, crop_pct) if name == "Resize" else int(image_size)
+            args[_SIZING[name]] = resize_for_crop(image_size, crop_pct, rounding) if name == "Resize" \
+                else int(image_size)
+        if name in ("Resize", "CenterCrop") and rounding != ROUNDINGS[0]:
+            args.setdefault("rounding", rounding)
         out.append({name: args})
     return out
 
@@ -201,14 +218,16 @@ def build_transforms(spec: Optional[Sequence[Dict[str, Any]]], channels: int, wh
 
 
 def default_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip: bool = True,
-                       crop_pct: float = DEFAULT_CROP_PCT):
-    """The transforms used when a config gives none: RandomResizedCrop/flip for training, resize+center crop else."""
+                       crop_pct: float = DEFAULT_CROP_PCT, rounding: str = "paddleclas"):
+    """The transforms used when a config gives none: RandomResizedCrop/flip for training, resize+center crop else
+    (sized by ``with_sizes``)."""
     if train:
         spec = [{"RandomResizedCrop": {"size": image_size, "scale": [0.35, 1.0]}}]
         spec += [{"RandomHorizontalFlip": {}}] if flip else []
     else:
-        spec = [{"Resize": {"size": resize_for_crop(image_size, crop_pct)}}, {"CenterCrop": {"size": image_size}}]
-    return spec + [{"ToTensor": {}}, {"Normalize": {"mean": list(mean), "std": list(std)}}]
+        spec = [{"Resize": {}}, {"CenterCrop": {}}]
+    spec = spec + [{"ToTensor": {}}, {"Normalize": {"mean": list(mean), "std": list(std)}}]
+    return with_sizes(spec, image_size, crop_pct, rounding)
 
 
 #: what ``resolve_data_config`` returns and ``create_transform`` takes (timm's data config)

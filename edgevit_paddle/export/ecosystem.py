@@ -37,6 +37,10 @@ def paddle_sections(steps: Sequence[Dict[str, Any]], class_names: List[str], mod
     scale, mean, std = 1.0, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     for step in steps:
         (name, args), = step.items()
+        if args and args.get("rounding", "paddleclas") != "paddleclas":
+            return {}, (f"the {name} step rounds as {args['rounding']} does (Data.rounding), and PaddleClas and "
+                        "PaddleX round as PaddleClas: their pixels would differ; export with Data.rounding paddleclas "
+                        "for them")
         if name == "resize":
             backend = "pil" if args.get("antialias") else "cv2"
             interp = args.get("interpolation", "bilinear")

@@ -3,7 +3,8 @@ model's ``default_cfg``, always ending at the exported input size.
 
 Steps: ``resize`` (``size`` int: the short side, aspect kept, both sides rounded as PaddleClas and PaddleX round them;
 ``[h, w]``: exactly; ``interpolation``; ``antialias: true``: PIL's filter, which low-passes when shrinking, else
-OpenCV's), ``center_crop`` (offsets rounded down, as theirs), ``to_float`` (divide by 255) and ``normalize`` -- what
+OpenCV's), ``center_crop`` (offsets rounded down, as theirs; both take ``rounding: timm`` for timm's rules,
+``model_cfg.ROUNDINGS``), ``to_float`` (divide by 255) and ``normalize`` -- what
 training's eval pipeline (``data/transforms.py``: our ``Resize`` and ``CenterCrop``, Paddle's ``ToTensor`` and
 ``Normalize``) does on a NumPy image, so the predictor sees the same numbers. ``ecosystem.py`` writes the same steps in
 PaddleClas's and PaddleX's vocabulary.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ExportError
-from ..model_cfg import ModelCfg, resize_for_crop
+from ..model_cfg import ROUNDINGS, ModelCfg, resize_for_crop
 
 Steps = List[Dict[str, Any]]
 
@@ -22,8 +23,14 @@ def _floats(value: Any) -> List[float]:
     return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
 
 
-def _resize_args(size: Any, interpolation: str, antialias: bool) -> Dict[str, Any]:
-    return {"size": size, "interpolation": interpolation, **({"antialias": True} if antialias else {})}
+def _resize_args(size: Any, interpolation: str, antialias: bool, rounding: str = ROUNDINGS[0]) -> Dict[str, Any]:
+    return {"size": size, "interpolation": interpolation, **({"antialias": True} if antialias else {}),
+            **_rounding(rounding)}
+
+
+def _rounding(rounding: str) -> Dict[str, str]:
+    """A step's ``rounding`` argument: written only when it is not the default (PaddleClas's)."""
+    return {} if rounding == ROUNDINGS[0] else {"rounding": rounding}
 
 
 def from_transforms(spec: Sequence[Dict[str, Any]]) -> Steps:
@@ -34,9 +41,10 @@ def from_transforms(spec: Sequence[Dict[str, Any]]) -> Steps:
         args = args or {}
         if name == "Resize":
             steps.append({"resize": _resize_args(args["size"], args.get("interpolation", "bilinear"),
-                                                 bool(args.get("antialias", False)))})
+                                                 bool(args.get("antialias", False)),
+                                                 args.get("rounding", ROUNDINGS[0]))})
         elif name == "CenterCrop":
-            steps.append({"center_crop": {"size": args["size"]}})
+            steps.append({"center_crop": {"size": args["size"], **_rounding(args.get("rounding", ROUNDINGS[0]))}})
         elif name == "ToTensor":
             steps.append({"to_float": {"divisor": 255.0}})
         elif name == "Normalize":
@@ -72,6 +80,7 @@ def fit_to_size(steps: Steps, size: int, crop_pct: float) -> Steps:
     rest = [s for s in steps if next(iter(s)) not in ("resize", "center_crop")]
     first = next((s["resize"] for s in geometric if "resize" in s), {})
     interp, antialias = first.get("interpolation", "bilinear"), bool(first.get("antialias", False))
+    rounding = next((a["rounding"] for s in geometric for a in s.values() if "rounding" in a), ROUNDINGS[0])
     last = geometric[-1] if geometric else None
     if last is not None:
         (kind, args), = last.items()
@@ -79,10 +88,10 @@ def fit_to_size(steps: Steps, size: int, crop_pct: float) -> Steps:
         if exact == (size, size) or (kind == "center_crop" and args["size"] == size):
             return steps
         if kind == "resize" and exact is None and int(args["size"]) >= size:
-            return geometric + [{"center_crop": {"size": size}}] + rest
+            return geometric + [{"center_crop": {"size": size, **_rounding(rounding)}}] + rest
         resizes = [s["resize"]["size"] for s in geometric if "resize" in s and _pair(s["resize"]["size"]) is None]
         crops = [s["center_crop"]["size"] for s in geometric if "center_crop" in s]
         if resizes and crops and isinstance(crops[-1], int):
             crop_pct = crops[-1] / float(resizes[-1])
-    return [{"resize": _resize_args(resize_for_crop(size, crop_pct), interp, antialias)},
-            {"center_crop": {"size": size}}] + rest
+    return [{"resize": _resize_args(resize_for_crop(size, crop_pct, rounding), interp, antialias, rounding)},
+            {"center_crop": {"size": size, **_rounding(rounding)}}] + rest

@@ -13,16 +13,19 @@ import numpy as np
 
 from ..errors import PredictorError
 from ..image import center_crop_box, resize_antialiased, short_side_size, to_channels
+from ..model_cfg import ROUNDINGS
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
            "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 
 
-def resize(img: np.ndarray, size, interpolation: str = "bilinear", antialias: bool = False) -> np.ndarray:
-    """An int resizes the shorter side (aspect kept, both sides rounded: ``image.short_side_size``); [h, w] resizes
-    exactly. ``antialias``: PIL's resize (low-passes when shrinking, as timm's eval transform), else OpenCV's."""
+def resize(img: np.ndarray, size, interpolation: str = "bilinear", antialias: bool = False,
+           rounding: str = "paddleclas") -> np.ndarray:
+    """An int resizes the shorter side (aspect kept, rounded as ``rounding`` says: ``image.short_side_size``); [h, w]
+    resizes exactly. ``antialias``: PIL's resize (low-passes when shrinking, as timm's eval transform), else
+    OpenCV's."""
     h, w = img.shape[:2]
-    oh, ow = short_side_size(h, w, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    oh, ow = short_side_size(h, w, size, rounding) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if (oh, ow) == (h, w):
         return img
     if antialias:
@@ -31,9 +34,9 @@ def resize(img: np.ndarray, size, interpolation: str = "bilinear", antialias: bo
     return out[:, :, None] if img.ndim == 3 and out.ndim == 2 else out
 
 
-def center_crop(img: np.ndarray, size) -> np.ndarray:
+def center_crop(img: np.ndarray, size, rounding: str = "paddleclas") -> np.ndarray:
     ch, cw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    top, left = center_crop_box(img.shape[0], img.shape[1], ch, cw)
+    top, left = center_crop_box(img.shape[0], img.shape[1], ch, cw, rounding)
     return img[top:top + ch, left:left + cw]
 
 
@@ -47,6 +50,9 @@ class Preprocessor:
             (name, args), = step.items()
             if name not in ("resize", "center_crop", "to_float", "normalize"):
                 raise PredictorError(f"unknown preprocessing step '{name}' in inference.yml; re-export the model")
+            if (args or {}).get("rounding", ROUNDINGS[0]) not in ROUNDINGS:
+                raise PredictorError(f"unknown rounding '{args['rounding']}' in inference.yml's {name} step (valid: "
+                                     f"{', '.join(ROUNDINGS)}); re-export the model")
             self.steps.append((name, args or {}))
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
@@ -54,9 +60,10 @@ class Preprocessor:
         scaled = False
         for name, args in self.steps:
             if name == "resize":
-                img = resize(img, args["size"], args.get("interpolation", "bilinear"), bool(args.get("antialias")))
+                img = resize(img, args["size"], args.get("interpolation", "bilinear"), bool(args.get("antialias")),
+                             args.get("rounding", "paddleclas"))
             elif name == "center_crop":
-                img = center_crop(img, args["size"])
+                img = center_crop(img, args["size"], args.get("rounding", "paddleclas"))
             elif name == "to_float":
                 img = img.astype(np.float32) / np.float32(args.get("divisor", 255.0))
                 scaled = True
