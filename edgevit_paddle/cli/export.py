@@ -1,5 +1,6 @@
-"""Export a trained model for deployment: Paddle Inference (inference.json + .pdiparams), ONNX (inference.onnx),
-optionally INT8 (inference_int8.onnx), and inference.yml; BatchNorms folded; every file checked.
+"""Export a trained model for deployment: Paddle Inference (inference.json + .pdiparams), ONNX (inference.onnx), the
+mobile runtimes MNN (inference.mnn) and ncnn (inference.ncnn.param/.bin), optionally INT8 (inference_int8.onnx), and
+inference.yml; BatchNorms folded; every file checked.
 
     python tools/export.py -c output/quickstart/config.yaml --weights output/quickstart/checkpoints/best
     python tools/export.py -c output/run/config.yaml --weights output/run/checkpoints/best --int8 --calib-images 128
@@ -23,7 +24,9 @@ def main(argv=None):
     p.add_argument("--weights", help="checkpoint prefix or .pdparams (default: random weights, for benchmarks)")
     p.add_argument("--out", help="output folder (default: Export.output_dir, else <run>/inference)")
     p.add_argument("--format", default="all", choices=FORMATS,
-                   help="paddle: Paddle Inference only; onnx or all: also inference.onnx (default all)")
+                   help="paddle: Paddle Inference only; onnx: also inference.onnx; mnn / ncnn: also that mobile "
+                        "runtime's files (from the ONNX file); all (default): every format whose packages are "
+                        "installed")
     p.add_argument("--int8", action="store_true", help="also inference_int8.onnx: post-training static INT8 for "
                                                        "ONNX Runtime on CPU, calibrated on training images")
     p.add_argument("--calib-images", type=int, default=64, help="training images for the INT8 calibration")
@@ -51,12 +54,18 @@ def main(argv=None):
         raise UserError("give -c CONFIG (with --weights for a trained model) or --model NAME")
     for path in res["files"].values():
         print(f"wrote {path}")
+    for why in res.get("skipped", []):
+        print(f"skipped: {why}")
     checks = res["checks"]
     for c in checks.get("paddle", []):
         print(f"checked: Paddle predictor vs dygraph at {c['size'][0]}x{c['size'][1]}, max abs difference "
               f"{c['max_abs_diff']:.2e}")
     if "onnx" in checks:
         print(f"checked: ONNX Runtime vs Paddle predictor, max abs difference {checks['onnx']:.2e}")
+    for fmt, name in (("mnn", "MNN"), ("ncnn", "ncnn")):
+        if fmt in checks:
+            print(f"checked: {name} vs Paddle predictor, max abs difference {checks[fmt]['max_abs_diff']:.2e}, "
+                  f"top-1 the same for {100 * checks[fmt]['top1_agreement']:.0f}% of the check images")
     if "int8_top1_agreement" in checks:
         print(f"checked: INT8 vs fp32 top-1 agreement on the check batch {100 * checks['int8_top1_agreement']:.1f}% "
               "(measure it on a test set with edgevit-benchmark --precision-check)")

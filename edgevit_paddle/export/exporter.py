@@ -1,8 +1,10 @@
-"""Export a model for deployment and prove the export: Paddle Inference files, ONNX, INT8, each checked.
+"""Export a model for deployment and prove the export: Paddle Inference files, ONNX, MNN, ncnn, INT8, each checked.
 
 ``export_model`` writes the Paddle files (``paddle_inference.py``), then for a model with a dynamic input size checks
 the predictor against dygraph at the exported size and at a second one, refuses non-finite outputs, converts to ONNX
-and checks ONNX Runtime against the Paddle predictor, and optionally quantises to INT8 with calibration batches.
+and checks ONNX Runtime against the Paddle predictor, converts the ONNX file for the mobile runtimes MNN and ncnn
+(``edge.py``) and checks each against the Paddle predictor (probabilities and top-1), and optionally quantises to INT8
+with calibration batches.
 ``export_from_config`` does it for a training run (real eval images for the checks, training images for the
 calibration); ``export_registered`` for a registry name with random weights.
 """
@@ -23,11 +25,15 @@ from ..files import staged_folder
 from ..inference import model_folder
 from ..labels import read_labels
 from ..registry import create_model
-from . import preprocess
+from . import edge, preprocess
 from .onnx import quantize_int8, to_onnx
 from .paddle_inference import Probabilities, save_paddle, write_sidecar
 
-FORMATS = ("paddle", "onnx", "all")
+#: what ``--format`` takes: each writes the Paddle files too (the others are converted from them); ``mnn`` and
+#: ``ncnn`` go through the ONNX file; ``all`` writes every format whose packages are installed (``edge.available``)
+FORMATS = ("paddle", "onnx", "mnn", "ncnn", "all")
+#: the mobile runtimes' formats (``edge.py``)
+EDGE_FORMATS = ("mnn", "ncnn")
 #: the largest difference an export may show against the model it came from (its outputs are probabilities)
 TOLERANCE = 1e-4
 
@@ -56,7 +62,8 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
         meta: ``inference.yml`` fields (preprocess, class_names, weights...); the preprocessing is completed so that
             every image ends at ``input_size`` (``preprocess.fit_to_size``).
         fold: fold BatchNorms (exact).
-        formats: ``paddle``, ``onnx`` (needs the Paddle files, so writes both) or ``all``.
+        formats: ``paddle``, ``onnx`` (needs the Paddle files, so writes both), ``mnn`` or ``ncnn`` (through the
+            ONNX file, so writes all three) or ``all`` (MNN and ncnn when their packages are installed).
         check: compare the exports with dygraph (``sample``, or a seeded random batch).
         sample: a batch [N, C, H, W] at ``input_size`` for the checks (real images are best).
         calibration: batches for INT8 calibration; when given, ``inference_int8.onnx`` is written.
@@ -109,17 +116,26 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
             raise ExportError("the model's outputs are not finite (NaN or inf) on the check batch: its weights are "
                               "damaged; export from a good checkpoint")
         checks["paddle"], paddle_out = _check_paddle(net, out_dir, x, ref, cfg)
-    if formats in ("onnx", "all") or calibration is not None:
+    edge_formats = [f for f in EDGE_FORMATS if formats == f or (formats == "all" and edge.available(f))]
+    skipped = [edge.missing_message(f) for f in EDGE_FORMATS if formats == "all" and f not in edge_formats]
+    if formats != "paddle" or calibration is not None:
         files["onnx"] = to_onnx(out_dir)
         if check:
             checks["onnx"], onnx_out = _check_onnx(out_dir, x, paddle_out)
+    for fmt in edge_formats:
+        if fmt == "mnn":
+            files["mnn"] = edge.to_mnn(out_dir)
+        else:
+            files["ncnn_param"], files["ncnn_bin"] = edge.to_ncnn(out_dir, (c, h, w))
+        if check:
+            checks[fmt] = _check_edge(out_dir, fmt, x, paddle_out)
     if calibration is not None:
         files["int8"] = quantize_int8(out_dir, calibration)
         if check:
             int8_out = _predictor(out_dir, "onnxruntime", "int8").run(x)
             checks["int8_top1_agreement"] = float((int8_out.argmax(1) == onnx_out.argmax(1)).mean())
     write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), "digests": model_folder.digests(out_dir)})
-    return {"files": files, "out_dir": out_dir, "checks": checks}
+    return {"files": files, "out_dir": out_dir, "checks": checks, "skipped": skipped}
 
 
 def _probabilities(net: nn.Layer, x: np.ndarray) -> np.ndarray:
@@ -164,6 +180,18 @@ def _check_onnx(out_dir: str, x: np.ndarray, paddle_out: np.ndarray):
     if not _within(diff, paddle_out):
         raise RuntimeError(f"the ONNX model differs from the Paddle model by {diff:.3g}: please report this")
     return diff, got
+
+
+def _check_edge(out_dir: str, fmt: str, x: np.ndarray, paddle_out: np.ndarray) -> Dict[str, float]:
+    """A mobile runtime (``fmt``, its backend of the same name) against the Paddle predictor on the same batch: the
+    probabilities within the tolerance and the same top-1 for every image."""
+    got = _predictor(out_dir, fmt).run(x)
+    diff = _diff(got, paddle_out)
+    same = float((got.argmax(1) == paddle_out.argmax(1)).mean())
+    if not _within(diff, paddle_out) or same < 1.0:
+        raise RuntimeError(f"the {fmt} model differs from the Paddle model by {diff:.3g} (top-1 the same for "
+                           f"{same:.0%} of the check images): please report this")
+    return {"max_abs_diff": diff, "top1_agreement": same}
 
 
 def _eval_batches(cfg: Dict[str, Any], split: str, n: int, batch: int = 8) -> List[np.ndarray]:

@@ -121,7 +121,9 @@ class Backend:
 
 
 #: how a file of the model folder is made (the ``tools/export.py`` flag)
-_EXPORT_FLAGS = {"onnx": "--format onnx (or all)", "onnx_int8": "--int8"}
+_EXPORT_FLAGS = {"onnx": "--format onnx (or all)", "onnx_int8": "--int8", "mnn": "--format mnn (or all)",
+                 "mnn_int8": "--format mnn --int8", "ncnn_param": "--format ncnn (or all)",
+                 "ncnn_bin": "--format ncnn (or all)"}
 
 
 def export_flag(role: str) -> str:

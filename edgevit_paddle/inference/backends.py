@@ -11,13 +11,15 @@ from typing import Dict, List, Tuple, Type
 
 from ..errors import PredictorError
 from .backend import Backend
+from .mnn_backend import MnnBackend
+from .ncnn_backend import NcnnBackend
 from .onnx_backend import OnnxRuntimeBackend
 from .openvino_backend import OpenVinoBackend
 from .options import PredictorOptions
 from .paddle_backend import PaddleBackend
 
 #: the backends, in the order ``--help`` lists them
-BACKENDS: Tuple[Type[Backend], ...] = (PaddleBackend, OnnxRuntimeBackend, OpenVinoBackend)
+BACKENDS: Tuple[Type[Backend], ...] = (PaddleBackend, OnnxRuntimeBackend, OpenVinoBackend, MnnBackend, NcnnBackend)
 #: the name that lets the table choose
 AUTO = "auto"
 
@@ -76,13 +78,14 @@ def check_options(opts: PredictorOptions) -> None:
         raise PredictorError(f"unknown backend '{opts.backend}': use {', '.join(choices())}")
     if opts.batch_size < 1 or opts.cpu_threads < 1:
         raise PredictorError("--batch-size and --cpu-threads must be >= 1")
-    candidates = BACKENDS if opts.backend == AUTO else (get(opts.backend),)
+    # auto chooses among the backends ranked for the device (the mobile runtimes are never its choice)
+    candidates = [b for b in BACKENDS if opts.device in b.rank] if opts.backend == AUTO else [get(opts.backend)]
     on_device = [b for b in candidates if b.runs(opts.device, opts.precision)]
     if not on_device:
         valid = [p for p in precisions() if any(b.runs(opts.device, p) for b in candidates)]
         who = "" if opts.backend == AUTO else f" with --backend {opts.backend}"
-        others = [b.name for b in BACKENDS if b.runs(opts.device, opts.precision)]
-        alt = f", or --backend {' or '.join(others)}" if others and opts.backend != AUTO else ""
+        others = [b.name for b in BACKENDS if b.runs(opts.device, opts.precision) and b not in candidates]
+        alt = f", or --backend {' or '.join(others)}" if others else ""
         raise PredictorError(f"precision {opts.precision} is not available on {opts.device}{who}: use "
                              f"{' or '.join(valid)}{alt}")
     wanted = _set_options(opts)

@@ -4,6 +4,8 @@ Export, every backend, the predictor and fine-tuning's reader name the files thr
 
     inference.json + inference.pdiparams   Paddle Inference (PIR; a legacy inference.pdmodel is read too)
     inference.onnx, inference_int8.onnx    ONNX fp32 and INT8 (QDQ), read by ONNX Runtime and OpenVINO
+    inference.mnn, inference_int8.mnn      MNN (converted from the ONNX file; INT8 by mnnquant)
+    inference.ncnn.param + .ncnn.bin       ncnn (converted from the ONNX file by pnnx, at the exported size)
     inference.yml                          preprocessing, input size, class names, PaddleClas/PaddleX sections,
                                            and a digest of each model file (checked at load)
     label_list.txt                         PaddleClas's label map (``<id> <name>`` per line)
@@ -30,13 +32,18 @@ FILES = {
     "paddle_params": "inference.pdiparams",
     "onnx": "inference.onnx",
     "onnx_int8": "inference_int8.onnx",
+    "mnn": "inference.mnn",
+    "mnn_int8": "inference_int8.mnn",
+    "ncnn_param": "inference.ncnn.param",
+    "ncnn_bin": "inference.ncnn.bin",
     "sidecar": "inference.yml",
     "labels": "label_list.txt",
 }
 #: a folder a backend writes what it converts once (never checked, never user's)
 CACHE = ".cache"
 #: the model files whose digest ``inference.yml`` records (``digests``)
-MODEL_ROLES = ("paddle_program", "paddle_legacy_program", "paddle_params", "onnx", "onnx_int8")
+MODEL_ROLES = ("paddle_program", "paddle_legacy_program", "paddle_params", "onnx", "onnx_int8", "mnn", "mnn_int8",
+               "ncnn_param", "ncnn_bin")
 
 
 def path(model_dir: str, role: str) -> str:

@@ -14,7 +14,8 @@ Two switches on top of the authors' architecture:
 Our default, the reproduction's "improved" model, is ``norm="gn", ffn="conv"``: with the conv FFN the SelfAttn block
 stays in NCHW except inside attention (its output projection is then a 1x1 conv, initialised like the Linear it
 stands for). Differences from the authors' code: the sampler (average pool with kernel 1, stride r) is a strided
-slice, which is the same operation; attention matmuls sit in a leaf layer so ``paddle.flops`` can count them.
+slice in dygraph, the same values (``layers/subsample.py``: exported, it is the pooling); attention matmuls sit in a
+leaf layer so ``paddle.flops`` can count them.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from ..layers.conv import Conv2D, Conv2DTranspose
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
+from ..layers.subsample import Subsample
 from ..model_cfg import DEFAULT_CROP_PCT
 from ..registry import build_model, register_model
 from .base import Classifier
@@ -108,6 +110,7 @@ class GlobalSparseAttn(nn.Layer):
         self.qkv = linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
         self.attend = Attend(self.head_dim ** -0.5, attn_drop, channels_first)
         if sr_ratio > 1:
+            self.sampler = Subsample(sr_ratio)  # the authors' AvgPool2d(kernel 1, stride r)
             self.local_prop = Conv2DTranspose(dim, dim, sr_ratio, stride=sr_ratio, groups=dim)
             self.norm = norm_layer(dim)
         if channels_first:
@@ -124,7 +127,7 @@ class GlobalSparseAttn(nn.Layer):
             return self._forward_channels_first(x)
         r = self.sr_ratio
         if r > 1:  # sample on the NCHW map
-            sampled = x.transpose([0, 2, 1]).reshape(map_shape)[:, :, ::r, ::r]
+            sampled = self.sampler(x.transpose([0, 2, 1]).reshape(map_shape))
             x = sampled.reshape([0, 0, -1]).transpose([0, 2, 1])
         q, k, v = split_heads(self.qkv(x), self.num_heads, self.head_dim)
         x = merge_heads(self.attend(q, k, v))
@@ -137,7 +140,7 @@ class GlobalSparseAttn(nn.Layer):
         """The same computation on NCHW maps with no transpose: qkv as W^T @ x on [B, C, N], heads split by a
         reshape, attention with the transposes folded into its matmuls, the result reshaped back to NCHW."""
         if self.sr_ratio > 1:
-            x = x[:, :, ::self.sr_ratio, ::self.sr_ratio]  # the authors' sampler: AvgPool2d(kernel 1, stride r)
+            x = self.sampler(x)
         # shapes as 0 (keep), -1 (the rest) or the map's own shape: an export then computes no shape arithmetic
         q, k, v = split_heads_channels_first(self.qkv(x.reshape([0, 0, -1])), self.num_heads, self.head_dim)
         x = self.attend(q, k, v).reshape(paddle.shape(x))
