@@ -120,8 +120,9 @@ def deploy_problem(mode: str):
     return backend.option_problem(deploy_options(mode, 1))
 
 
-def reads_onnx(mode: str) -> bool:
-    """Whether a deploy mode's backend reads one of the export's ONNX files (so the export must write them)."""
+def reads_beyond_paddle(mode: str) -> bool:
+    """Whether a deploy mode's backend reads a file converted from the Paddle files (ONNX, MNN, ncnn: the export must
+    write every format)."""
     settings = deploy_modes()[mode]
     roles = backends.get(settings["backend"]).files.get(settings["precision"], ())
-    return any(role.startswith("onnx") for alternatives in roles for role in alternatives)
+    return any(not role.startswith("paddle") for alternatives in roles for role in alternatives)

@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from edgevit_paddle.benchmark.cases import Case, deploy_modes, deploy_options, reads_onnx
+from edgevit_paddle.benchmark.cases import Case, deploy_modes, deploy_options, reads_beyond_paddle
 from edgevit_paddle.builder import build_model_from_config
 from edgevit_paddle.errors import UserError
 from edgevit_paddle.paddle_compat import set_math_threads
@@ -87,7 +87,7 @@ def _predictor_runners(cases: Sequence[Case], threads: int, workdir: str):
                            for i in range(2)] if int8 else None
             export_model(net, out, shape[1:], {"preprocess": preprocess.from_cfg(net.default_cfg, case.size),
                                                "class_names": []}, fold=fold, check=False, calibration=calibration,
-                         formats="all" if any(reads_onnx(c.mode) for c in cases)
+                         formats="all" if any(reads_beyond_paddle(c.mode) for c in cases)
                          else "paddle")
             exported[tag] = out
         pred = Predictor(exported[tag], deploy_options(case.mode, threads))

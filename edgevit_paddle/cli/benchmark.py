@@ -13,6 +13,7 @@ import argparse
 import os
 
 from ..benchmark import modes
+from ..inference import backends
 from . import UserError, run
 
 
@@ -43,6 +44,9 @@ def main(argv=None):
     p.add_argument("--precision-check", nargs="+", metavar=("MODEL_DIR", "IMAGES"),
                    help="top-1 agreement of a reduced precision (--precision) with fp32 on real images")
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "int8"], help="for --precision-check")
+    p.add_argument("--backend", default="auto", choices=backends.choices(),
+                   help="for --precision-check: the backend that runs both precisions (auto: the table's choice; "
+                        "fp16 on the CPU: mnn or ncnn)")
     p.add_argument("--out", default="output/benchmark", help="folder for results.csv, results.md and plots")
     args = p.parse_args(argv)
 
@@ -66,8 +70,9 @@ def main(argv=None):
         if len(args.precision_check) < 2:
             raise UserError("--precision-check needs a model folder and images (files, folders or globs)")
         res = precision_agreement(args.precision_check[0], expand_inputs(args.precision_check[1:]), args.precision,
-                                  threads=args.threads)
-        print(f"{args.precision} vs fp32 on {res['images']} images: top-1 agreement {100 * res['top1_agreement']:.2f}% "
+                                  threads=args.threads, backend=args.backend)
+        print(f"{args.precision} vs fp32 ({res['backend']}) on {res['images']} images: top-1 agreement "
+              f"{100 * res['top1_agreement']:.2f}% "
               f"({res['disagreements']} differ), max probability difference {res['max_prob_diff']:.4f}")
         return 0
     if args.quick:

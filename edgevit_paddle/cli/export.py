@@ -64,8 +64,11 @@ def main(argv=None):
         print(f"checked: ONNX Runtime vs Paddle predictor, max abs difference {checks['onnx']:.2e}")
     for fmt, name in (("mnn", "MNN"), ("ncnn", "ncnn")):
         if fmt in checks:
-            print(f"checked: {name} vs Paddle predictor, max abs difference {checks[fmt]['max_abs_diff']:.2e}, "
-                  f"top-1 the same for {100 * checks[fmt]['top1_agreement']:.0f}% of the check images")
+            c = checks[fmt]
+            print(f"checked: {name} vs Paddle predictor, max abs difference {c['max_abs_diff']:.2e}, top-1 the same "
+                  f"for {100 * c['top1_agreement']:.0f}% of the check images; {name} fp16 vs fp32 top-1 agreement "
+                  f"{100 * c['fp16_top1_agreement']:.1f}% (on this CPU; a phone's fp16 differs: measure with "
+                  f"edgevit-benchmark --precision-check ... --precision fp16 --backend {fmt})")
     if "int8_top1_agreement" in checks:
         print(f"checked: INT8 vs fp32 top-1 agreement on the check batch {100 * checks['int8_top1_agreement']:.1f}% "
               "(measure it on a test set with edgevit-benchmark --precision-check)")

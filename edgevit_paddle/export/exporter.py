@@ -129,12 +129,14 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
             files["ncnn_param"], files["ncnn_bin"] = edge.to_ncnn(out_dir, (c, h, w))
         if check:
             checks[fmt] = _check_edge(out_dir, fmt, x, paddle_out)
+    mobile = edge.io_names(out_dir, edge_formats)
     if calibration is not None:
         files["int8"] = quantize_int8(out_dir, calibration)
         if check:
             int8_out = _predictor(out_dir, "onnxruntime", "int8").run(x)
             checks["int8_top1_agreement"] = float((int8_out.argmax(1) == onnx_out.argmax(1)).mean())
-    write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), "digests": model_folder.digests(out_dir)})
+    write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), **({"mobile": mobile} if mobile else {}),
+                            "digests": model_folder.digests(out_dir)})
     return {"files": files, "out_dir": out_dir, "checks": checks, "skipped": skipped}
 
 
@@ -184,14 +186,17 @@ def _check_onnx(out_dir: str, x: np.ndarray, paddle_out: np.ndarray):
 
 def _check_edge(out_dir: str, fmt: str, x: np.ndarray, paddle_out: np.ndarray) -> Dict[str, float]:
     """A mobile runtime (``fmt``, its backend of the same name) against the Paddle predictor on the same batch: the
-    probabilities within the tolerance and the same top-1 for every image."""
+    probabilities within the tolerance and the same top-1 for every image; and its fp16 run's top-1 agreement with
+    its fp32 run (reported, not required: fp16 is the phone's choice to make)."""
     got = _predictor(out_dir, fmt).run(x)
     diff = _diff(got, paddle_out)
     same = float((got.argmax(1) == paddle_out.argmax(1)).mean())
     if not _within(diff, paddle_out) or same < 1.0:
         raise RuntimeError(f"the {fmt} model differs from the Paddle model by {diff:.3g} (top-1 the same for "
                            f"{same:.0%} of the check images): please report this")
-    return {"max_abs_diff": diff, "top1_agreement": same}
+    fp16 = _predictor(out_dir, fmt, "fp16").run(x)
+    return {"max_abs_diff": diff, "top1_agreement": same,
+            "fp16_top1_agreement": float((fp16.argmax(1) == got.argmax(1)).mean())}
 
 
 def _eval_batches(cfg: Dict[str, Any], split: str, n: int, batch: int = 8) -> List[np.ndarray]:

@@ -35,7 +35,7 @@ class NcnnBackend(Backend):
             raise RuntimeError(f"ncnn cannot read the graph in {param}")
         if self.net.load_model(weights) != 0:
             raise RuntimeError(f"ncnn cannot read the weights in {weights} (too short for the graph)")
-        self.input_name, self.output_name = self.net.input_names()[0], self.net.output_names()[0]
+        self.input_name, self.output_name = self.net.input_names()[0], self.net.output_names()[0]  # in0, out0
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if tuple(batch.shape[1:]) != self.input_size:
