@@ -1,6 +1,6 @@
 """MNN (Alibaba's mobile runtime) as a backend: ``inference.mnn``, converted from the export's ONNX file
 (``export/edge.py``), through MNN's Python module API on the CPU with ``cpu_threads`` threads. ``fp16`` asks MNN for
-its low precision (fp16 arithmetic where the CPU has it: ARMv8.2 phones; on x86 MNN computes in fp32 either way).
+its low precision (fp16 arithmetic where the CPU has it: ARMv8.2 phones).
 Batch, height and width stay dynamic. Same preprocessing, outputs (probabilities) and errors as the other backends.
 """
 from __future__ import annotations

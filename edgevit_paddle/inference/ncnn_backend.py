@@ -1,8 +1,8 @@
 """ncnn (Tencent's mobile runtime) as a backend: ``inference.ncnn.param`` + ``.bin``, converted from the export's
 ONNX file by pnnx (``export/edge.py``) for the exported input size, on the CPU with ``cpu_threads`` threads. ncnn has
 no batch dimension: a batch runs image by image. ``fp16`` turns on ncnn's fp16 storage and arithmetic (used where the
-CPU has them: ARM phones; x86 keeps fp32 arithmetic). Same preprocessing, outputs (probabilities) and errors as the
-other backends.
+CPU has them: ARM phones; on x86 ncnn stores in fp16 where it can). Same preprocessing, outputs (probabilities) and
+errors as the other backends.
 """
 from __future__ import annotations
 
