@@ -127,16 +127,16 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
             files["mnn"] = edge.to_mnn(out_dir)
         else:
             files["ncnn_param"], files["ncnn_bin"] = edge.to_ncnn(out_dir, (c, h, w))
-        if check:
-            checks[fmt] = _check_edge(out_dir, fmt, x, paddle_out)
-    mobile = edge.io_names(out_dir, edge_formats)
+    if edge_formats:  # the tensor names a phone's code (and our MNN backend) gives each runtime
+        write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), "mobile": edge.io_names(out_dir, edge_formats)})
+    for fmt in edge_formats if check else ():
+        checks[fmt] = _check_edge(out_dir, fmt, x, paddle_out)
     if calibration is not None:
         files["int8"] = quantize_int8(out_dir, calibration)
         if check:
             int8_out = _predictor(out_dir, "onnxruntime", "int8").run(x)
             checks["int8_top1_agreement"] = float((int8_out.argmax(1) == onnx_out.argmax(1)).mean())
-    write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), **({"mobile": mobile} if mobile else {}),
-                            "digests": model_folder.digests(out_dir)})
+    write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), "digests": model_folder.digests(out_dir)})
     return {"files": files, "out_dir": out_dir, "checks": checks, "skipped": skipped}
 
 

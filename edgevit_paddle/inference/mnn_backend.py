@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import PredictorError
 from ..native_output import native_output_redirected
+from . import model_folder
 from .backend import Backend
 
 
@@ -34,10 +36,21 @@ class MnnBackend(Backend):
             config = {"backend": "CPU", "numThread": int(self.options.cpu_threads),
                       "precision": "low" if self.options.precision == "fp16" else "high"}
             runtime = MNN.nn.create_runtime_manager((config,))
-            self.module = MNN.nn.load_module_from_file(path, [], [], runtime_manager=runtime)
+            names = self._io_names()
+            self.module = MNN.nn.load_module_from_file(path, [names["input"]], [names["output"]],
+                                                       runtime_manager=runtime)
         self.expr = MNN.expr
         if self.module is None:
             raise RuntimeError("MNN could not read the file")
+
+    def _io_names(self) -> dict:
+        """The input and output the export named in ``inference.yml`` (``mobile.mnn``): never MNN's own guess."""
+        names = (model_folder.read_sidecar(self.model_dir).get("mobile") or {}).get("mnn")
+        if not (isinstance(names, dict) and isinstance(names.get("input"), str)
+                and isinstance(names.get("output"), str)):
+            raise PredictorError(f"inference.yml in '{self.model_dir}' names no MNN input and output (mobile.mnn): "
+                                 "re-export the model with tools/export.py")
+        return names
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         F = self.expr
