@@ -85,6 +85,56 @@ def test_photos_through_both_backends(quickstart_export, photos, backend):
     assert "Traceback" not in res.stderr
 
 
+def test_precision_auto_runs_the_fastest_precision_that_keeps_the_answers(quickstart_export, photos, monkeypatch):
+    """The export measures each (backend, precision) on real eval images: top-1 agreement with that backend's fp32
+    and the batch-1 time, in inference.yml. ``auto`` runs the fastest whose agreement reaches the bar, fp32 when none
+    is recorded or passes, and says which; a given precision is kept."""
+    from edgevit_paddle.inference.backends import choose_precision
+    model_dir, stdout = quickstart_export
+    meta = yaml.safe_load((model_dir / "inference.yml").read_text())
+    rec = meta["precisions"]
+    assert rec["images"] == 64 and "measured for --precision auto on 64 eval images" in stdout  # all there are
+    pairs = {(e["backend"], e["precision"]) for e in rec["measured"]}
+    assert {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
+            ("paddle", "fp32")} <= pairs and not any(b in ("mnn", "ncnn") for b, _ in pairs)  # auto never runs those
+    assert all(0 <= e["top1_agreement"] <= 1 and e["ms_batch1"] > 0 for e in rec["measured"])
+    assert all(e["top1_agreement"] == 1 for e in rec["measured"] if e["precision"] == "fp32")
+
+    def entry(backend, precision, agree, ms):
+        return {"backend": backend, "precision": precision, "top1_agreement": agree, "ms_batch1": ms}
+    fake = {"precisions": {"images": 100, "measured": [
+        entry("openvino", "fp32", 1.0, 8.0), entry("openvino", "int8", 0.998, 5.0),
+        entry("onnxruntime", "int8", 0.999, 4.0), entry("paddle", "fp32", 1.0, 20.0),
+        entry("onnxruntime", "int8", "high", 1.0), {"backend": "nonsense"}, "not an entry"]}}
+    opts, why = choose_precision(PredictorOptions(precision="auto"), fake, str(model_dir))
+    assert (opts.backend, opts.precision) == ("onnxruntime", "int8") and "99.9% top-1 agreement" in why
+    opts, _ = choose_precision(PredictorOptions(precision="auto", min_agreement=0.9985), fake, str(model_dir))
+    assert (opts.backend, opts.precision) == ("onnxruntime", "int8")
+    opts, _ = choose_precision(PredictorOptions(precision="auto", min_agreement=0.9995), fake, str(model_dir))
+    assert (opts.backend, opts.precision) == ("openvino", "fp32")
+    opts, _ = choose_precision(PredictorOptions(precision="auto", backend="openvino"), fake, str(model_dir))
+    assert (opts.backend, opts.precision) == ("openvino", "int8")
+    opts, _ = choose_precision(PredictorOptions(precision="auto", backend="paddle"), fake, str(model_dir))
+    assert (opts.backend, opts.precision) == ("paddle", "fp32")
+    opts, why = choose_precision(PredictorOptions(precision="auto"), {}, str(model_dir))
+    assert (opts.backend, opts.precision) == ("auto", "fp32") and "no reduced precision recorded" in why
+    assert choose_precision(PredictorOptions(precision="int8"), fake, str(model_dir)) == \
+        (PredictorOptions(precision="int8"), None)
+    from edgevit_paddle.inference.onnx_backend import OnnxRuntimeBackend
+    monkeypatch.setattr(OnnxRuntimeBackend, "available", classmethod(lambda cls: False))  # not installed here
+    opts, _ = choose_precision(PredictorOptions(precision="auto"), fake, str(model_dir))
+    assert (opts.backend, opts.precision) == ("openvino", "int8")
+    monkeypatch.undo()
+    res = subprocess.run([sys.executable, INFER, "--model-dir", str(model_dir), str(photos / "image_00001.jpg")],
+                         capture_output=True, text=True)
+    pred = Predictor(str(model_dir), PredictorOptions(precision="auto"))
+    assert res.returncode == 0 and f"running {pred.backend_name} at precision {pred.precision}: the fastest " \
+        "recorded at export" in res.stderr, res.stderr[-2000:]
+    res = subprocess.run([sys.executable, INFER, "--model-dir", str(model_dir), "--min-agreement", "150", "x.jpg"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "--min-agreement 150 is a percentage" in res.stderr
+
+
 def test_backends_agree_and_auto_picks_the_fastest(quickstart_export, photos):
     model_dir, _ = quickstart_export
     paths = sorted(str(p) for p in photos.glob("image_*.jpg"))

@@ -30,6 +30,9 @@ def main(argv=None):
     p.add_argument("--int8", action="store_true", help="also inference_int8.onnx: post-training static INT8 for "
                                                        "ONNX Runtime on CPU, calibrated on training images")
     p.add_argument("--calib-images", type=int, default=64, help="training images for the INT8 calibration")
+    p.add_argument("--agreement-images", type=int, default=256,
+                   help="eval images on which each precision's top-1 agreement with fp32 is measured and recorded "
+                        "for tools/infer.py --precision auto (0: none; with -c only)")
     p.add_argument("--no-fold", action="store_true", help="keep BatchNorms as they are")
     p.add_argument("--paddlex-name", help="the model name inference.yml gives PaddleX (Global.model_name), which "
                                           "runs only names it registers, e.g. ResNet18 (default: Export.paddlex_name, "
@@ -49,7 +52,7 @@ def main(argv=None):
         overrides = args.override + ([f"Export.paddlex_name={args.paddlex_name}"] if args.paddlex_name else [])
         res = export_from_config(load_config(args.config, overrides), args.weights, args.out,
                                  fold=False if args.no_fold else None, formats=args.format, int8=args.int8,
-                                 calib_images=args.calib_images)
+                                 calib_images=args.calib_images, agreement_images=args.agreement_images)
     else:
         raise UserError("give -c CONFIG (with --weights for a trained model) or --model NAME")
     for path in res["files"].values():
@@ -69,6 +72,13 @@ def main(argv=None):
                   f"for {100 * c['top1_agreement']:.0f}% of the check images; {name} fp16 vs fp32 top-1 agreement "
                   f"{100 * c['fp16_top1_agreement']:.1f}% (on this CPU; a phone's fp16 differs: measure with "
                   f"edgevit-benchmark --precision-check ... --precision fp16 --backend {fmt})")
+    recorded = checks.get("precisions")
+    if recorded:
+        print(f"measured for --precision auto on {recorded['images']} eval images ({recorded['machine']}, "
+              f"{recorded['threads']} threads):")
+        for e in recorded["measured"]:
+            print(f"  {e['backend']:12s} {e['precision']:5s} top-1 agreement with fp32 "
+                  f"{100 * e['top1_agreement']:6.2f}%, {e['ms_batch1']:.2f} ms at batch 1")
     if "int8_top1_agreement" in checks:
         print(f"checked: INT8 vs fp32 top-1 agreement on the check batch {100 * checks['int8_top1_agreement']:.1f}% "
               "(measure it on a test set with edgevit-benchmark --precision-check)")

@@ -28,9 +28,13 @@ def main(argv=None):
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--gpu-mem", type=int, default=500, help="initial GPU memory pool in MB")
     p.add_argument("--use-tensorrt", action="store_true", help="TensorRT engine (GPU build with TensorRT only)")
-    p.add_argument("--precision", choices=backends.precisions(), default="fp32",
-                   help="; ".join(f"{b.name}: " + ", ".join(f"{d} {'/'.join(ps)}" for d, ps in b.precisions.items())
-                                  for b in backends.BACKENDS) + " (int8: a model exported with --int8)")
+    p.add_argument("--precision", choices=(backends.AUTO, *backends.precisions()), default=backends.AUTO,
+                   help="auto (default): the fastest precision the export measured with at least --min-agreement "
+                        "top-1 agreement with fp32 (fp32 when none); or "
+                        + "; ".join(f"{b.name}: " + ", ".join(f"{d} {'/'.join(ps)}" for d, ps in b.precisions.items())
+                                    for b in backends.BACKENDS) + " (int8: a model exported with --int8)")
+    p.add_argument("--min-agreement", type=float, default=99.5, metavar="PERCENT",
+                   help="for --precision auto: the least top-1 agreement with fp32, in percent (default 99.5)")
     p.add_argument("--trt-batch", default="1,1,8", help="TensorRT min,opt,max batch sizes (default 1,1,8)")
     p.add_argument("--cpu-threads", type=int, default=2)
     p.add_argument("--mkldnn", dest="mkldnn", action="store_true", default=True, help="oneDNN on CPU (default)")
@@ -58,14 +62,18 @@ def main(argv=None):
         raise UserError(f"--trt-batch '{args.trt_batch}' must be three batch sizes min<=opt<=max, e.g. 1,4,8")
     if args.topk < 1:
         raise UserError(f"--topk {args.topk}: ask for at least 1 class per image, e.g. --topk 5")
+    if not 0 < args.min_agreement <= 100:
+        raise UserError(f"--min-agreement {args.min_agreement:g} is a percentage: give one in (0, 100], e.g. 99.5")
     paths = expand_inputs(args.inputs)
     if not paths:
         raise UserError(f"no images found in {' '.join(args.inputs)}")
     opts = PredictorOptions(device=args.device, backend=args.backend, gpu_id=args.gpu_id, gpu_mem=args.gpu_mem,
                             use_tensorrt=args.use_tensorrt, precision=args.precision, cpu_threads=args.cpu_threads,
                             mkldnn=args.mkldnn, batch_size=args.batch_size, trt_shapes=trt, verbose=args.verbose,
-                            labels=args.labels, ort_spin=args.ort_spin)
+                            labels=args.labels, ort_spin=args.ort_spin, min_agreement=args.min_agreement / 100)
     predictor = Predictor(args.model_dir, opts)
+    if predictor.precision_reason:
+        print(f"running {predictor.backend_name} at precision {predictor.precision_reason}", file=sys.stderr)
     failed = 0
     bar = tqdm(total=len(paths), unit="img", disable=len(paths) < 20 or args.json, file=sys.stderr)
     for res in predictor.predict_paths(paths, args.topk):

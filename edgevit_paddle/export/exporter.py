@@ -25,7 +25,7 @@ from ..files import staged_folder
 from ..inference import model_folder
 from ..labels import read_labels
 from ..registry import create_model
-from . import edge, preprocess
+from . import edge, precisions, preprocess
 from .onnx import quantize_int8, to_onnx
 from .paddle_inference import Probabilities, save_paddle, write_sidecar
 
@@ -48,7 +48,8 @@ def _within(diff: float, ref: np.ndarray) -> bool:
 
 def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Dict[str, Any], fold: bool = True,
                  formats: str = "all", check: bool = True, sample: Optional[np.ndarray] = None,
-                 calibration: Optional[Sequence[np.ndarray]] = None) -> Dict[str, Any]:
+                 calibration: Optional[Sequence[np.ndarray]] = None,
+                 agreement: Optional[np.ndarray] = None) -> Dict[str, Any]:
     """Export ``net`` into ``out_dir`` and check every file written against it.
 
     The folder is written whole or not at all: everything is written and checked in a staging folder beside it,
@@ -67,6 +68,8 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
         check: compare the exports with dygraph (``sample``, or a seeded random batch).
         sample: a batch [N, C, H, W] at ``input_size`` for the checks (real images are best).
         calibration: batches for INT8 calibration; when given, ``inference_int8.onnx`` is written.
+        agreement: real eval images [N, C, H, W]: each precision's top-1 agreement with fp32 and its batch-1 time
+            are measured on them and recorded in ``inference.yml`` (``precisions``, read by ``--precision auto``).
     Returns:
         ``files`` written and ``checks``: the maximum absolute differences measured.
     """
@@ -75,7 +78,7 @@ def export_model(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: D
     _check_out_dir(out_dir)
     try:
         with staged_folder(out_dir) as stage:
-            result = _export_into(stage, net, input_size, meta, fold, formats, check, sample, calibration)
+            result = _export_into(stage, net, input_size, meta, fold, formats, check, sample, calibration, agreement)
     except OSError as e:
         problem = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only",
                    errno.EACCES: "permission denied", errno.EPERM: "not permitted"}.get(e.errno)
@@ -101,7 +104,7 @@ def _check_out_dir(out_dir: str) -> None:
 
 def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: Dict[str, Any], fold: bool,
                  formats: str, check: bool, sample: Optional[np.ndarray],
-                 calibration: Optional[Sequence[np.ndarray]]) -> Dict[str, Any]:
+                 calibration: Optional[Sequence[np.ndarray]], agreement: Optional[np.ndarray]) -> Dict[str, Any]:
     """Write and check every file in ``out_dir`` (a staging folder: nothing is visible until all checks pass)."""
     net.eval()
     c, h, w = (int(v) for v in input_size)
@@ -136,7 +139,11 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
         if check:
             int8_out = _predictor(out_dir, "onnxruntime", "int8").run(x)
             checks["int8_top1_agreement"] = float((int8_out.argmax(1) == onnx_out.argmax(1)).mean())
-    write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), "digests": model_folder.digests(out_dir)})
+    recorded = {}
+    if agreement is not None and len(agreement):
+        recorded = {"precisions": precisions.measure(out_dir, agreement)}
+        checks["precisions"] = recorded["precisions"]
+    write_sidecar(out_dir, {**model_folder.read_sidecar(out_dir), **recorded, "digests": model_folder.digests(out_dir)})
     return {"files": files, "out_dir": out_dir, "checks": checks, "skipped": skipped}
 
 
@@ -210,13 +217,15 @@ def _eval_batches(cfg: Dict[str, Any], split: str, n: int, batch: int = 8) -> Li
 
 def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_dir: Optional[str] = None,
                        fold: Optional[bool] = None, check: bool = True, formats: str = "all", int8: bool = False,
-                       calib_images: int = 64) -> Dict[str, Any]:
+                       calib_images: int = 64, agreement_images: int = 256) -> Dict[str, Any]:
     """Export the model of ``cfg`` (with ``weights``, or random weights when None) and check it.
 
     The model is built as training built it (``build_model_from_config``): weights of another model or variant are
     refused. The output folder is ``--out``, else ``Export.output_dir``, else ``<run>/inference`` beside the
     checkpoints. Class names come from ``Infer.label_file`` or the run's ``labels.txt``. The checks run on eight
-    eval images; INT8 calibrates on ``calib_images`` training images through the eval transform.
+    eval images; INT8 calibrates on ``calib_images`` training images through the eval transform; each precision's
+    agreement with fp32 is measured on up to ``agreement_images`` eval images (0: not measured, ``auto`` then runs
+    fp32).
     """
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(weights))) if weights else None
     labels = read_labels(cfg["Infer"]["label_file"]) or \
@@ -231,6 +240,8 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
                           "Infer.label_file")
     if int8 and calib_images < 1:
         raise ExportError(f"--calib-images must be >= 1, got {calib_images}")
+    if agreement_images < 0:
+        raise ExportError(f"--agreement-images must be >= 0, got {agreement_images}")
     name = cfg["Model"]["name"]
     size = cfg["Export"]["image_size"] or cfg["Data"]["image_size"]
     why = net.default_cfg.check_size(size, size)
@@ -244,13 +255,15 @@ def export_from_config(cfg: Dict[str, Any], weights: Optional[str] = None, out_d
             "preprocess": preprocess.from_transforms(eval_transforms(cfg["Data"])),
             "weights": os.path.abspath(weights) if weights else "random (no --weights)",
             "paddlex_name": cfg["Export"]["paddlex_name"]}
-    sample = calibration = None
+    sample = calibration = agreement = None
     if check and size == cfg["Data"]["image_size"]:
         sample = np.concatenate(_eval_batches(cfg, "Eval", 8))
+        if agreement_images:
+            agreement = np.concatenate(_eval_batches(cfg, "Eval", agreement_images))
     if int8:
         calibration = _eval_batches(cfg, "Train", calib_images)
     return export_model(net, out_dir, input_size, meta, fold=fold, formats=formats, check=check, sample=sample,
-                        calibration=calibration)
+                        calibration=calibration, agreement=agreement)
 
 
 def export_registered(name: str, out_dir: str, fold: bool = True, image_size: Optional[int] = None,

@@ -7,7 +7,8 @@ here.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple, Type
+from dataclasses import replace
+from typing import Dict, List, Optional, Tuple, Type
 
 from ..errors import PredictorError
 from .backend import Backend
@@ -71,7 +72,12 @@ def _flag(option: str, opts: PredictorOptions) -> str:
 
 def check_options(opts: PredictorOptions) -> None:
     """Refuse impossible combinations before anything loads, with the fix in the message (whether a device is really
-    there is checked by the backend that runs the model)."""
+    there is checked by the backend that runs the model). ``precision`` ``auto`` is checked as fp32 (what it falls
+    back to)."""
+    if not 0 < opts.min_agreement <= 1:
+        raise PredictorError(f"the agreement bar {opts.min_agreement} must be a fraction in (0, 1], e.g. 0.995")
+    if opts.precision == AUTO:
+        opts = replace(opts, precision="fp32")
     if opts.device not in devices():
         raise PredictorError(f"unknown device '{opts.device}': use {' or '.join(devices())}")
     if opts.backend not in choices():
@@ -120,6 +126,47 @@ def resolve(opts: PredictorOptions, model_dir: str) -> Type[Backend]:
     reasons = "; ".join(f"{k}: {v}" for k, v in why.items()) or "no backend runs it"
     raise PredictorError(f"nothing here can run '{os.path.abspath(model_dir)}' at {opts.precision} on "
                          f"{opts.device} ({reasons})")
+
+
+def choose_precision(opts: PredictorOptions, meta: Dict[str, object], model_dir: str
+                     ) -> Tuple[PredictorOptions, Optional[str]]:
+    """``opts`` with ``precision`` ``auto`` made concrete, and why (None when a precision was given).
+
+    The export records, per (backend, precision) it could run, the top-1 agreement with that backend's fp32 on real
+    eval images and the batch-1 time (``inference.yml``'s ``precisions``). Chosen: the fastest recorded pair whose
+    agreement is at least ``opts.min_agreement`` (fp32 counts as 1) and that runs here as ``opts`` asks (its backend
+    the one asked for, or ranked for ``auto``; installed; its files present; its option checks passed); else fp32
+    with the usual backend."""
+    if opts.precision != AUTO:
+        return opts, None
+    fallback = replace(opts, precision="fp32")
+    recorded = meta.get("precisions") if isinstance(meta.get("precisions"), dict) else {}
+    entries = recorded.get("measured") if isinstance(recorded.get("measured"), list) else []
+    wanted = _set_options(opts)
+    best = None
+    for e in entries:
+        if not (isinstance(e, dict) and e.get("backend") in backend_names() and isinstance(e.get("precision"), str)
+                and isinstance(e.get("top1_agreement"), (int, float)) and isinstance(e.get("ms_batch1"), (int, float))):
+            continue
+        b = get(e["backend"])
+        if (opts.backend != AUTO and b.name != opts.backend) or (opts.backend == AUTO and opts.device not in b.rank):
+            continue
+        trial = replace(opts, precision=e["precision"], backend=b.name)
+        if (e["top1_agreement"] < opts.min_agreement or not b.runs(opts.device, e["precision"])
+                or not all(o in b.honours for o in wanted) or b.option_problem(trial) or not b.available()
+                or b.missing(model_dir, e["precision"])):
+            continue
+        if best is None or e["ms_batch1"] < best[0]["ms_batch1"]:
+            best = (e, trial)
+    if best is None:
+        why = "no reduced precision recorded at export" if not entries else \
+            f"no recorded precision reaches {100 * opts.min_agreement:g}% top-1 agreement with fp32 here"
+        return fallback, f"fp32 ({why})"
+    e, trial = best
+    images = recorded.get("images", "?")
+    return trial, (f"{e['precision']}: the fastest recorded at export ({e['ms_batch1']:.1f} ms at "
+                   f"batch 1) with {100 * e['top1_agreement']:.1f}% top-1 agreement with fp32 on {images} eval images "
+                   f"(bar {100 * opts.min_agreement:g}%)")
 
 
 def help_text() -> str:

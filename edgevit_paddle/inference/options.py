@@ -12,10 +12,13 @@ from .. import cpu
 class PredictorOptions:
     """How to run the model.
 
-    ``backend``: a name from the backend table (``backends.BACKENDS``: ``paddle``, ``onnxruntime``, ``openvino``) or
-    ``auto`` (the first installed, by the table's rank, that runs the device and precision and finds its files).
-    ``precision``: ``fp32``; ``fp16`` (GPU); ``bf16`` (CPU, Paddle's oneDNN, AVX512-BF16 or AMX); ``int8`` (CPU, the
-    model exported with ``--int8``). ``trt_shapes`` = (min, opt, max) batch sizes for TensorRT's dynamic batch.
+    ``backend``: a name from the backend table (``backends.BACKENDS``) or ``auto`` (the first installed, by the
+    table's rank, that runs the device and precision and finds its files).
+    ``precision``: ``fp32``; ``fp16`` (GPU, or the mobile runtimes); ``bf16`` (CPU, Paddle's oneDNN, AVX512-BF16 or
+    AMX); ``int8`` (CPU, the model exported with ``--int8``); ``auto`` (``tools/infer.py``'s default): the fastest
+    (backend, precision) that the export measured with a top-1 agreement with fp32 of at least ``min_agreement``
+    (``inference.yml``'s ``precisions``; ``backends.choose_precision``), fp32 when nothing is recorded or passes.
+    ``trt_shapes`` = (min, opt, max) batch sizes for TensorRT's dynamic batch.
     ``labels``: a class-name file (one per line) to show instead of the names in ``inference.yml``. ``ort_spin``: ONNX
     Runtime's threads spin-wait between ops (faster on cores nothing else uses, much slower when something does).
     ``use_tensorrt``, ``mkldnn``, ``trt_shapes`` are Paddle Inference's and ``ort_spin`` ONNX Runtime's (each backend
@@ -35,6 +38,7 @@ class PredictorOptions:
     verbose: bool = False
     labels: Optional[str] = None
     ort_spin: bool = False
+    min_agreement: float = 0.995
 
 
 def cpu_supports_bf16() -> bool:

@@ -39,6 +39,7 @@ class Predictor:
             raise PredictorError(f"no exported model in '{model_dir}' (expected inference.yml with inference.json + "
                                  "inference.pdiparams and/or inference.onnx): create one with tools/export.py")
         self.meta = model_folder.read_sidecar(model_dir)
+        self.options = opts = self._concrete_precision(opts, model_dir)
         self.input_size = [int(v) for v in self.meta["input_size"]]
         self.cfg = ModelCfg(str(self.meta.get("model", "")), "", tuple(self.input_size),
                             stride=int(self.meta.get("stride", 1)),
@@ -56,6 +57,12 @@ class Predictor:
         self.backend_name = backend.name
         self.backend = backend(model_dir, opts, self.input_size)
         self._check_model()
+
+    def _concrete_precision(self, opts: PredictorOptions, model_dir: str) -> PredictorOptions:
+        """``precision`` ``auto`` made concrete (``backends.choose_precision``); ``precision_reason`` says why."""
+        opts, self.precision_reason = backends.choose_precision(opts, self.meta, model_dir)
+        self.precision = opts.precision
+        return opts
 
     def _check_preprocessing(self) -> None:
         """Any photo must end at the exported size; an old or hand-edited inference.yml that does not is refused."""
