@@ -155,7 +155,7 @@ def test_resume_finetune_export_and_predict(name, variant, is_default, tmp_path,
     cfg = _tiny(tmp_path / "a", name, variant)
     out = str(tmp_path / "inf")
     res = export_from_config(cfg, weights=str(run_a / "checkpoints" / "best"), out_dir=out, int8=is_default,
-                             calib_images=8)
+                             calib_images=8, agreement_images=0)  # precision auto: test_deploy.py
     assert res["checks"]["onnx"] < 1e-4 and ("int8" in res["files"]) == is_default
     sidecar = yaml.safe_load(open(os.path.join(out, "inference.yml")))  # PaddleClas's and PaddleX's sections too
     assert sidecar["output"] == "probabilities" and sidecar["Global"]["model_name"] == name

@@ -505,7 +505,7 @@ def test_an_export_replaces_the_folder_whole_or_not_at_all(tmp_path, monkeypatch
     battery = _kill_battery()
     config, a, b = battery.two_checkpoints(str(tmp_path / "runs"))
     folder = tmp_path / "export"
-    export_from_config(load_config(config), weights=a, out_dir=str(folder))
+    export_from_config(load_config(config), weights=a, out_dir=str(folder), agreement_images=0)
     before = {f: (folder / f).read_bytes() for f in os.listdir(folder)}
 
     class Killed(BaseException):
@@ -516,7 +516,7 @@ def test_an_export_replaces_the_folder_whole_or_not_at_all(tmp_path, monkeypatch
 
     monkeypatch.setattr(exporter, "_check_onnx", killed)
     with pytest.raises(Killed):
-        export_from_config(load_config(config), weights=b, out_dir=str(folder))
+        export_from_config(load_config(config), weights=b, out_dir=str(folder), agreement_images=0)
     assert {f: (folder / f).read_bytes() for f in os.listdir(folder)} == before  # A, whole
     assert [f for f in os.listdir(tmp_path) if ".staging-" in f] == []
     monkeypatch.undo()
