@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "paddle/extension.h"
@@ -39,10 +38,12 @@ inline float erf_fast(float v) {
   return p / q;
 }
 
-// exp for arguments <= 0 (Cephes' expf: 2^k times a polynomial), vectorisable
+// exp for arguments <= 0 (Cephes' expf: 2^k times a polynomial), vectorisable: k by nearbyint (GCC 12 does not
+// vectorise std::floor here, which left the whole backward loop scalar, 10x slower) and 2^k by a bit cast (max relative
+// error against exp 8e-8 on [-87, 0])
 inline float exp_nonpositive(float v) {
   const float x0 = std::max(v, -87.f);
-  const float k = std::floor(x0 * 1.44269504088896341f + 0.5f);
+  const float k = __builtin_nearbyintf(x0 * 1.44269504088896341f);
   const float x = x0 - k * 0.693359375f + k * 2.12194440e-4f;
   float y = 1.9875691500e-4f;
   y = y * x + 1.3981999507e-3f;
@@ -51,10 +52,7 @@ inline float exp_nonpositive(float v) {
   y = y * x + 1.6666665459e-1f;
   y = y * x + 5.0000001201e-1f;
   y = y * x * x + x + 1.f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
+  return y * __builtin_bit_cast(float, (static_cast<int32_t>(k) + 127) << 23);
 }
 }  // namespace
 
