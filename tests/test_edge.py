@@ -33,6 +33,11 @@ def test_every_edgevit_exports_to_mnn_and_ncnn_at_its_default_size(name, tmp_pat
     ops = [n.op_type for n in graph.node]
     samplers = sum(1 for layer in ep.create_model(name).sublayers() if isinstance(layer, Subsample))
     assert ops.count("AveragePool") == samplers > 0 and "Slice" not in ops
+    # GroupNorm (the default variant's): oneDNN's layer_norm for Paddle Inference, instance_norm for paddle2onnx
+    program = (out / "inference.json").read_text()
+    norms = sum(1 for layer in ep.create_model(name).sublayers() if type(layer).__name__.startswith("GroupNorm"))
+    assert program.count('"1.layer_norm"') == norms > 0 and "instance_norm" not in program
+    assert ops.count("InstanceNormalization") == norms and "LayerNormalization" not in ops
     assert [f for f in out.iterdir() if f.name.startswith(".")] == []  # no converter leftovers
     exports[name] = out
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -105,12 +107,30 @@ def _check_out_dir(out_dir: str) -> None:
 def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: Dict[str, Any], fold: bool,
                  formats: str, check: bool, sample: Optional[np.ndarray],
                  calibration: Optional[Sequence[np.ndarray]], agreement: Optional[np.ndarray]) -> Dict[str, Any]:
-    """Write and check every file in ``out_dir`` (a staging folder: nothing is visible until all checks pass)."""
+    """Write and check every file in ``out_dir`` (a staging folder: nothing is visible until all checks pass); the
+    program converted to ONNX, when it differs from Paddle Inference's, lives in a temporary folder inside it."""
     net.eval()
+    h = int(input_size[1])
+    meta = {**meta, "preprocess": preprocess.fit_to_size(list(meta.get("preprocess") or []), h,
+                                                         net.default_cfg.crop_pct)}
+    wants_onnx = formats != "paddle" or calibration is not None
+    onnx_program = tempfile.mkdtemp(prefix=".onnx-program-", dir=out_dir) if wants_onnx else None
+    try:
+        return _write_and_check(out_dir, net, input_size, meta, fold, formats, check, sample, calibration, agreement,
+                                onnx_program)
+    finally:
+        if onnx_program is not None:
+            shutil.rmtree(onnx_program, ignore_errors=True)
+
+
+def _write_and_check(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: Dict[str, Any], fold: bool,
+                     formats: str, check: bool, sample: Optional[np.ndarray],
+                     calibration: Optional[Sequence[np.ndarray]], agreement: Optional[np.ndarray],
+                     onnx_program: Optional[str]) -> Dict[str, Any]:
     c, h, w = (int(v) for v in input_size)
     cfg = net.default_cfg
-    meta = {**meta, "preprocess": preprocess.fit_to_size(list(meta.get("preprocess") or []), h, cfg.crop_pct)}
-    files: Dict[str, str] = save_paddle(net, out_dir, input_size, meta, fold=fold)
+    files: Dict[str, str] = save_paddle(net, out_dir, input_size, meta, fold=fold, onnx_program=onnx_program)
+    program = files.pop("onnx_program")
     checks: Dict[str, Any] = {}
     x = sample if sample is not None else np.random.RandomState(0).standard_normal([2, c, h, w]).astype(np.float32)
     if check:
@@ -122,7 +142,8 @@ def _export_into(out_dir: str, net: nn.Layer, input_size: Sequence[int], meta: D
     edge_formats = [f for f in EDGE_FORMATS if formats == f or (formats == "all" and edge.available(f))]
     skipped = [edge.missing_message(f) for f in EDGE_FORMATS if formats == "all" and f not in edge_formats]
     if formats != "paddle" or calibration is not None:
-        files["onnx"] = to_onnx(out_dir)
+        files["onnx"] = to_onnx(out_dir, program_dir=program)
+        shutil.rmtree(onnx_program, ignore_errors=True)  # converted: not part of the folder
         if check:
             checks["onnx"], onnx_out = _check_onnx(out_dir, x, paddle_out)
     for fmt in edge_formats:

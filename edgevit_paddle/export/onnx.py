@@ -22,9 +22,11 @@ from ..native_output import native_output_redirected
 OPSET = 17
 
 
-def to_onnx(model_dir: str, opset: int = OPSET) -> str:
-    """Convert ``model_dir/inference.json`` + ``.pdiparams`` to ``model_dir/inference.onnx`` (dynamic batch, and
-    dynamic height and width where the Paddle model has them). Returns the path."""
+def to_onnx(model_dir: str, opset: int = OPSET, program_dir: Optional[str] = None) -> str:
+    """Convert ``program_dir`` (default ``model_dir``)'s ``inference.json`` + ``.pdiparams`` to
+    ``model_dir/inference.onnx`` (dynamic batch, and dynamic height and width where the Paddle model has them).
+    Returns the path."""
+    program_dir = program_dir or model_dir
     try:
         import paddle2onnx
     except ImportError:
@@ -35,12 +37,12 @@ def to_onnx(model_dir: str, opset: int = OPSET) -> str:
     with tempfile.TemporaryFile(mode="w+") as log, native_output_redirected(to=log):
         def failure(cause: str) -> RuntimeError:
             log.seek(0)
-            return RuntimeError(f"paddle2onnx could not convert {model_folder.path(model_dir, 'paddle_program')} "
+            return RuntimeError(f"paddle2onnx could not convert {model_folder.path(program_dir, 'paddle_program')} "
                                 f"({cause}): {log.read()[-1500:]}")
 
         try:
-            paddle2onnx.export(model_folder.path(model_dir, "paddle_program"),
-                               model_folder.path(model_dir, "paddle_params"), out, opset_version=opset,
+            paddle2onnx.export(model_folder.path(program_dir, "paddle_program"),
+                               model_folder.path(program_dir, "paddle_params"), out, opset_version=opset,
                                enable_onnx_checker=True, optimize_tool="None", verbose=False)
         except OSError:  # a full disk, a read-only folder: the export's own one-line handling
             raise

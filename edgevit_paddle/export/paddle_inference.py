@@ -7,7 +7,7 @@ program ends in a softmax: it outputs probabilities (``output: probabilities``).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -17,12 +17,13 @@ import yaml
 from ..errors import ExportError
 from ..inference import model_folder
 from ..labels import label_map
+from ..layers.norm import group_norm_export_form, has_group_norm
 from .ecosystem import paddle_sections
 from .fold import fold_batchnorm, remaining_batchnorms
 
 
 def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Dict[str, Any],
-                fold: bool = True) -> Dict[str, str]:
+                fold: bool = True, onnx_program: Optional[str] = None) -> Dict[str, str]:
     """Save ``net`` (eval mode) for Paddle Inference into ``out_dir``: ``inference.json``/``.pdiparams``/``.yml``.
 
     Args:
@@ -33,8 +34,13 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
         meta: sidecar fields (preprocess, class_names, weights...), written to ``inference.yml``; ``paddlex_name``
             (None: the model's name) is the ``Global.model_name`` written for PaddleX.
         fold: fold BatchNorms first (``fold_batchnorm``).
+        onnx_program: a folder for the program paddle2onnx converts, when it must differ from Paddle Inference's:
+            a model with GroupNorms writes them as oneDNN runs them in ``inference.json`` (layer_norm, which
+            paddle2onnx 2.1 cannot convert) and as ONNX needs them (instance_norm) there
+            (``layers.norm.group_norm_export_form``). Nothing is written there for a model without GroupNorm.
     Returns:
-        The paths written.
+        The paths written (``onnx_program``: the program to convert to ONNX, ``inference.json``'s folder or the
+        one given).
     """
     from paddle.static import InputSpec
     if not paddle.framework.use_pir_api():
@@ -48,7 +54,14 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
     prefix = os.path.join(out_dir, model_folder.PREFIX)
     c, h, w = (int(v) for v in input_size)
     spec = [None, c, h, w] if cfg.fixed_input_size else [None, c, None, None]
-    paddle.jit.save(Probabilities(model), prefix, input_spec=[InputSpec(spec, "float32", "x")])
+    with group_norm_export_form("onednn"):
+        paddle.jit.save(Probabilities(model), prefix, input_spec=[InputSpec(spec, "float32", "x")])
+    converted = out_dir
+    if onnx_program is not None and has_group_norm(model):
+        with group_norm_export_form("onnx"):
+            paddle.jit.save(Probabilities(model), os.path.join(onnx_program, model_folder.PREFIX),
+                            input_spec=[InputSpec(spec, "float32", "x")])
+        converted = onnx_program
     meta = dict(meta)
     their_name = meta.pop("paddlex_name", None) or cfg.name
     sidecar = {
@@ -71,9 +84,10 @@ def save_paddle(net: nn.Layer, out_dir: str, input_size: Sequence[int], meta: Di
     write_sidecar(out_dir, sidecar)
     with open(model_folder.path(out_dir, "labels"), "w", encoding="utf-8") as f:
         f.write(label_map(names))
-    return {k: model_folder.path(out_dir, role) for k, role in (("model", "paddle_program"),
-                                                                  ("params", "paddle_params"), ("sidecar", "sidecar"),
-                                                                  ("labels", "labels"))}
+    files = {k: model_folder.path(out_dir, role) for k, role in (("model", "paddle_program"),
+                                                                   ("params", "paddle_params"), ("sidecar", "sidecar"),
+                                                                   ("labels", "labels"))}
+    return {**files, "onnx_program": converted}
 
 
 def write_sidecar(out_dir: str, sidecar: Dict[str, Any]) -> None:

@@ -5,8 +5,9 @@ callable ``norm_layer(num_channels)``; blocks receive it and never look at the n
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
-from typing import Callable
+from typing import Callable, Iterator
 
 import paddle
 import paddle.nn as nn
@@ -57,13 +58,43 @@ class LayerNorm2d(LayerNorm):
         return self.normalize_last_dim(x.transpose([0, 2, 3, 1])).transpose([0, 3, 1, 2])
 
 
+#: how a traced program writes GroupNorm (``group_norm_export_form``): ``onnx``, instance_norm over [N, groups, rest]
+#: (what paddle2onnx converts correctly), or ``onednn``, layer_norm over the same view (Paddle Inference runs it with
+#: oneDNN; its native instance_norm and the layout changes around it were a quarter of a gn model's forward;
+#: paddle2onnx 2.1 cannot convert it)
+GROUP_NORM_FORMS = ("onnx", "onednn")
+_form = [GROUP_NORM_FORMS[0]]
+
+
+@contextlib.contextmanager
+def group_norm_export_form(form: str) -> Iterator[None]:
+    """Trace GroupNorms in ``form`` (``GROUP_NORM_FORMS``) inside the block."""
+    if form not in GROUP_NORM_FORMS:
+        raise ValueError(f"unknown GroupNorm export form {form!r}")
+    previous, _form[0] = _form[0], form
+    try:
+        yield
+    finally:
+        _form[0] = previous
+
+
+def has_group_norm(model: nn.Layer) -> bool:
+    """Whether ``model`` holds a GroupNorm (its traced program then depends on the form)."""
+    return any(isinstance(layer, (GroupNorm2d, GroupNormTokens)) for layer in model.sublayers())
+
+
 def group_norm_for_export(x, groups: int, epsilon: float, weight, bias):
-    """GroupNorm of [N, C, ...] as instance_norm over [N, groups, rest] plus the per-channel affine: the same numbers
-    as Paddle's group_norm, in ops that convert to ONNX correctly. paddle2onnx 2.1 turns a PIR group_norm into an
-    InstanceNormalization whose epsilon it reads from uninitialised memory (seen: -1.7e26, NaN outputs; found by the
-    export check). Without ``weight`` and ``bias`` (an affine folded into the next layer: ``export.fold``) it only
-    normalises."""
-    y = F.instance_norm(x.reshape([0, groups, -1]), eps=epsilon).reshape(paddle.shape(x))
+    """GroupNorm of [N, C, ...] over the view [N, groups, rest], then the per-channel affine: the same numbers as
+    Paddle's group_norm, in the form ``group_norm_export_form`` sets. The ``onnx`` form (instance_norm) because
+    paddle2onnx 2.1 turns a PIR group_norm into an InstanceNormalization whose epsilon it reads from uninitialised
+    memory (seen: -1.7e26, NaN outputs; found by the export check). Without ``weight`` and ``bias`` (an affine folded
+    into the next layer: ``export.fold``) it only normalises."""
+    grouped = x.reshape([0, groups, -1])
+    if _form[0] == "onednn":  # normalized_shape's length sets the axis; its size is the view's (dynamic) last one
+        y = F.layer_norm(grouped, normalized_shape=[-1], epsilon=epsilon)
+    else:
+        y = F.instance_norm(grouped, eps=epsilon)
+    y = y.reshape(paddle.shape(x))
     if weight is None and bias is None:
         return y
     shape = [-1] + [1] * (len(x.shape) - 2)
