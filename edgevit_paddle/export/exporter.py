@@ -141,7 +141,7 @@ def _write_and_check(out_dir: str, net: nn.Layer, input_size: Sequence[int], met
         checks["paddle"], paddle_out = _check_paddle(net, out_dir, x, ref, cfg)
     edge_formats = [f for f in EDGE_FORMATS if formats == f or (formats == "all" and edge.available(f))]
     skipped = [edge.missing_message(f) for f in EDGE_FORMATS if formats == "all" and f not in edge_formats]
-    if formats != "paddle" or calibration is not None:
+    if onnx_program is not None:  # ONNX is written (every format but paddle needs it, and INT8)
         files["onnx"] = to_onnx(out_dir, program_dir=program)
         shutil.rmtree(onnx_program, ignore_errors=True)  # converted: not part of the folder
         if check:

@@ -140,6 +140,8 @@ def choose_precision(opts: PredictorOptions, meta: Dict[str, object], model_dir:
     if opts.precision != AUTO:
         return opts, None
     fallback = replace(opts, precision="fp32")
+    if opts.device != "cpu":  # the export measures the CPU's backends only
+        return fallback, f"fp32 (the export measures precisions on the CPU, not on {opts.device})"
     recorded = meta.get("precisions") if isinstance(meta.get("precisions"), dict) else {}
     entries = recorded.get("measured") if isinstance(recorded.get("measured"), list) else []
     wanted = _set_options(opts)
