@@ -36,8 +36,8 @@ def measure(model_dir: str, images: np.ndarray, threads: int = 2) -> Dict[str, A
     """``precisions`` for ``inference.yml``: ``measured`` [{backend, precision, top1_agreement, ms_batch1}], the
     number of ``images``, and the machine (the times are this machine's)."""
     measured: List[Dict[str, Any]] = []
-    for b in backends.BACKENDS:
-        if "cpu" not in b.rank or not b.available():
+    for b in backends.candidates(backends.AUTO, "cpu"):
+        if not b.available():
             continue
         runs = [p for p in b.precisions.get("cpu", ()) if not b.missing(model_dir, p)
                 and not b.option_problem(PredictorOptions(backend=b.name, precision=p))]

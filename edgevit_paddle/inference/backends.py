@@ -57,6 +57,14 @@ def get(name: str) -> Type[Backend]:
     raise PredictorError(f"unknown backend '{name}': use {', '.join(choices())}")
 
 
+def candidates(backend: str, device: str) -> List[Type[Backend]]:
+    """The backends ``--backend backend`` may run on ``device``: the one named, or for ``auto`` those ranked for the
+    device (the mobile runtimes are never ``auto``'s choice)."""
+    if backend != AUTO:
+        return [get(backend)]
+    return [b for b in BACKENDS if device in b.rank]
+
+
 def _set_options(opts: PredictorOptions) -> List[str]:
     """The backend-specific options ``opts`` sets to something other than their default."""
     defaults = PredictorOptions()
@@ -85,12 +93,12 @@ def check_options(opts: PredictorOptions) -> None:
     if opts.batch_size < 1 or opts.cpu_threads < 1:
         raise PredictorError("--batch-size and --cpu-threads must be >= 1")
     # auto chooses among the backends ranked for the device (the mobile runtimes are never its choice)
-    candidates = [b for b in BACKENDS if opts.device in b.rank] if opts.backend == AUTO else [get(opts.backend)]
-    on_device = [b for b in candidates if b.runs(opts.device, opts.precision)]
+    allowed = candidates(opts.backend, opts.device)
+    on_device = [b for b in allowed if b.runs(opts.device, opts.precision)]
     if not on_device:
-        valid = [p for p in precisions() if any(b.runs(opts.device, p) for b in candidates)]
+        valid = [p for p in precisions() if any(b.runs(opts.device, p) for b in allowed)]
         who = "" if opts.backend == AUTO else f" with --backend {opts.backend}"
-        others = [b.name for b in BACKENDS if b.runs(opts.device, opts.precision) and b not in candidates]
+        others = [b.name for b in BACKENDS if b.runs(opts.device, opts.precision) and b not in allowed]
         alt = f", or --backend {' or '.join(others)}" if others else ""
         raise PredictorError(f"precision {opts.precision} is not available on {opts.device}{who}: use "
                              f"{' or '.join(valid)}{alt}")
@@ -114,7 +122,7 @@ def resolve(opts: PredictorOptions, model_dir: str) -> Type[Backend]:
     if opts.backend != AUTO:
         return get(opts.backend)
     wanted = _set_options(opts)
-    ranked = sorted((b for b in BACKENDS if opts.device in b.rank and b.runs(opts.device, opts.precision)
+    ranked = sorted((b for b in candidates(AUTO, opts.device) if b.runs(opts.device, opts.precision)
                      and all(o in b.honours for o in wanted) and not b.option_problem(opts)),
                     key=lambda b: b.rank[opts.device])
     why: Dict[str, str] = {}
@@ -145,13 +153,14 @@ def choose_precision(opts: PredictorOptions, meta: Dict[str, object], model_dir:
     recorded = meta.get("precisions") if isinstance(meta.get("precisions"), dict) else {}
     entries = recorded.get("measured") if isinstance(recorded.get("measured"), list) else []
     wanted = _set_options(opts)
+    allowed = {b.name for b in candidates(opts.backend, opts.device)}
     best = None
     for e in entries:
         if not (isinstance(e, dict) and e.get("backend") in backend_names() and isinstance(e.get("precision"), str)
                 and isinstance(e.get("top1_agreement"), (int, float)) and isinstance(e.get("ms_batch1"), (int, float))):
             continue
         b = get(e["backend"])
-        if (opts.backend != AUTO and b.name != opts.backend) or (opts.backend == AUTO and opts.device not in b.rank):
+        if b.name not in allowed:
             continue
         trial = replace(opts, precision=e["precision"], backend=b.name)
         if (e["top1_agreement"] < opts.min_agreement or not b.runs(opts.device, e["precision"])
@@ -174,7 +183,7 @@ def choose_precision(opts: PredictorOptions, meta: Dict[str, object], model_dir:
 def help_text() -> str:
     """``--backend``'s help, from the table."""
     lines = [f"{b.name}: {b.summary}" for b in BACKENDS]
-    order = {d: ", ".join(b.name for b in sorted((b for b in BACKENDS if d in b.rank), key=lambda b: b.rank[d]))
+    order = {d: ", ".join(b.name for b in sorted(candidates(AUTO, d), key=lambda b: b.rank[d]))
              for d in devices()}
     rule = "; ".join(f"{d}: {o}" for d, o in order.items() if o)
     return "; ".join(lines) + f"; auto (default): the first installed that runs the device and precision and finds " \

@@ -182,9 +182,8 @@ def precision_agreement(model_dir: str, paths: Sequence[str], precision: str = "
                         batch_size: int = 16, backend: str = "auto") -> Dict[str, Any]:
     """Top-1 agreement of a reduced-precision predictor with float32 on the same backend (``auto`` resolves to the
     backend that runs ``precision``, and that backend runs the float32 reference), on real images."""
-    candidates = [b for b in backends.BACKENDS if "cpu" in b.rank] if backend == backends.AUTO \
-        else [backends.get(backend)]
-    device = "cpu" if any(b.runs("cpu", precision) for b in candidates) else "gpu"  # fp16: GPU, or a mobile runtime
+    on_cpu = any(b.runs("cpu", precision) for b in backends.candidates(backend, "cpu"))
+    device = "cpu" if on_cpu else "gpu"  # fp16: GPU, or a mobile runtime
     low = Predictor(model_dir, PredictorOptions(device=device, cpu_threads=threads, batch_size=batch_size,
                                                 precision=precision, backend=backend))
     ref = Predictor(model_dir, PredictorOptions(device=device, cpu_threads=threads, batch_size=batch_size,
