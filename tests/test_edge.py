@@ -1,5 +1,7 @@
 """The mobile runtimes: every EdgeViT exports to MNN and ncnn at its default size and passes the export's checks; the
 sampler is a pooling in the exported graph (ncnn has no strided slice); the backends' one-line errors."""
+import os
+
 import numpy as np
 import onnx
 import paddle
@@ -68,6 +70,24 @@ def test_mnn_takes_any_size_ncnn_only_the_exported_one(exports, tmp_path):
     x = np.random.RandomState(1).standard_normal([3, 3, 224, 224]).astype(np.float32)  # a batch, image by image
     np.testing.assert_allclose(ncnn.run(x), Predictor(str(model_dir), PredictorOptions(backend="onnxruntime")).run(x),
                                atol=1e-5)
+
+
+def test_the_converters_work_in_folders_of_their_own(tmp_path, monkeypatch):
+    """MNN's converter keeps the weights in ``./.__convert_external_data.bin`` while it works: two exports at once
+    from one working directory swapped each other's weights (seen twice in the suite: 2e-3 and 0.53 off). Each
+    converter now runs in a private folder inside the export, removed after."""
+    seen = []
+    real = edge._run
+
+    def run(cmd, what, cwd=None):
+        seen.append(cwd)
+        real(cmd, what, cwd=cwd)
+        assert os.listdir(cwd) == [] or what.startswith("pnnx")  # MNN's scratch file is gone when it is done
+    monkeypatch.setattr(edge, "_run", run)
+    monkeypatch.chdir(tmp_path)
+    export_registered("edgevit_xxs", str(tmp_path / "out"), image_size=64)
+    assert len(seen) == 2 and all(c and os.path.dirname(c).startswith(str(tmp_path / ".out.staging-")) for c in seen)
+    assert os.listdir(tmp_path) == ["out"]  # nothing in the working directory
 
 
 def test_a_missing_converter_is_one_line(tmp_path, monkeypatch):

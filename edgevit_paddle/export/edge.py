@@ -81,11 +81,18 @@ def to_mnn(model_dir: str) -> str:
     """``model_dir/inference.onnx`` -> ``model_dir/inference.mnn`` (fp32 weights). Returns the path."""
     if not available("mnn"):
         raise ExportError(missing_message("mnn"))
-    src, out = model_folder.path(model_dir, "onnx"), model_folder.path(model_dir, "mnn")
-    # the exact GELU: MNN's converter otherwise swaps the model's erf GELU for its tanh approximation (measured on
-    # the quickstart's digits: probabilities 4.5e-4 off the ONNX file's, 1.5e-6 with the exact one)
-    _run([sys.executable, "-c", _MNN_CONVERT, "-f", "ONNX", "--modelFile", src, "--MNNModel", out, "--bizCode",
-          "edgevit", "--useGeluApproximation", "0"], f"MNN's converter on {src}")
+    src = os.path.abspath(model_folder.path(model_dir, "onnx"))
+    out = os.path.abspath(model_folder.path(model_dir, "mnn"))
+    # in a folder of its own: the converter keeps the weights in ./.__convert_external_data.bin while it works, so two
+    # conversions from one working directory (two exports at once, the test workers) swapped each other's weights
+    work = tempfile.mkdtemp(prefix=".mnn-", dir=model_dir)
+    try:
+        # the exact GELU: MNN's converter otherwise swaps the model's erf GELU for its tanh approximation (measured
+        # on the quickstart's digits: probabilities 4.5e-4 off the ONNX file's, 1.5e-6 with the exact one)
+        _run([sys.executable, "-c", _MNN_CONVERT, "-f", "ONNX", "--modelFile", src, "--MNNModel", out, "--bizCode",
+              "edgevit", "--useGeluApproximation", "0"], f"MNN's converter on {src}", cwd=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     if not os.path.isfile(out):
         raise RuntimeError(f"MNN's converter wrote no {out}: please report this")
     return out
