@@ -10,6 +10,7 @@ from edgevit_paddle.cpu import usable_cores
 from edgevit_paddle.engine.process import training_env
 from edgevit_paddle.layers.activation import GELU
 from edgevit_paddle.layers.conv import Conv2D, Conv2DTranspose
+from edgevit_paddle.layers.linear import Linear
 from edgevit_paddle.layers.norm import GroupNorm2d
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"kernels not built: {kernels._state['reason']}")
@@ -60,22 +61,52 @@ def test_group_norm_equals_paddles(shape, groups):
           grads(lambda a, g, b: F.group_norm(a, groups, 1e-5, g, b), x, gamma, beta), rtol=2e-5)
 
 
+@pytest.mark.parametrize("n,ci,co,h,w,bias", [(1, 5, 7, 3, 4, True), (3, 8, 5, 7, 7, True), (2, 13, 6, 1, 1, False),
+                                              (5, 3, 9, 6, 2, False)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_pointwise_conv_forward_and_gradients_equal_paddles(n, ci, co, h, w, bias, threads):
+    """Fewer samples than threads (oneDNN threads each product), uneven shares, one thread; with and without bias."""
+    kernels.set_threads(threads)
+    x, wt, b = paddle.randn([n, ci, h, w]), paddle.randn([co, ci, 1, 1]), paddle.randn([co])
+    try:
+        if bias:
+            close(grads(kernels.pointwise_conv2d, x, wt, b), grads(F.conv2d, x, wt, b))
+        else:
+            close(grads(kernels.pointwise_conv2d, x, wt), grads(F.conv2d, x, wt))
+    finally:
+        kernels.set_threads(None)
+
+
+@pytest.mark.parametrize("shape,co", [((3, 5, 7), 4), ((1, 2), 3), ((4, 33), 17), ((2, 3, 4, 6), 1)])
+def test_linear_equals_paddles(shape, co):
+    x, wt, b = paddle.randn(list(shape)), paddle.randn([shape[-1], co]), paddle.randn([co])
+    close(grads(kernels.linear, x, wt, b), grads(F.linear, x, wt, b))
+
+
 def test_layers_use_the_kernels_and_fall_back_to_paddles_ops(monkeypatch):
     calls = []
-    for name in ("depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm"):
+    names = ("depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm", "pointwise_conv2d", "linear")
+    for name in names:
         real = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
     layers = [Conv2D(6, 6, 5, padding=2, groups=6), Conv2DTranspose(6, 6, 2, stride=2, groups=6), GELU(),
-              GroupNorm2d(6)]
+              GroupNorm2d(6), Conv2D(6, 4, 1), lambda t: Linear(6, 3)(t.transpose([0, 2, 3, 1]))]
     x = paddle.randn([2, 6, 8, 8])
+    paddle.seed(1)
     ours = [layer(x).numpy() for layer in layers]
-    assert calls == ["depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm"]
+    assert calls == list(names)
     Conv2D(6, 6, 3, padding=1)(x)  # not depthwise: Paddle's op
     Conv2D(6, 6, 3, padding=1, groups=6, stride=2)(x)  # strided: Paddle's op
-    assert len(calls) == 4
+    Conv2D(6, 4, 1, stride=2)(x)  # a strided 1x1: Paddle's op
+    Linear(8, 3, bias_attr=False)(x)  # no bias: Paddle's op
+    assert len(calls) == len(names)
+    monkeypatch.setitem(kernels._state, "onednn", False)  # a Paddle build without oneDNN: the products are Paddle's
+    Conv2D(6, 4, 1)(x), Linear(8, 3)(x)
+    assert len(calls) == len(names)
     monkeypatch.setitem(kernels._state, "ready", False)  # as when the build failed
+    paddle.seed(1)
     theirs = [layer(x).numpy() for layer in layers]
-    assert len(calls) == 4
+    assert len(calls) == len(names)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
@@ -122,6 +153,7 @@ def test_the_kernels_use_the_runs_threads_and_training_processes_sleep_idle_thre
     assert kernels._state["threads"] == 3
     kernels.set_threads(None)
     assert training_env({})["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert training_env({})["MALLOC_MMAP_MAX_"] == "0"  # glibc keeps freed memory: no fresh pages per tensor
     assert training_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's wins
 
 

@@ -21,11 +21,16 @@ from ..paddle_compat import is_batch_norm, set_math_threads
 log = logging.getLogger("edgevit_paddle")
 
 
-#: what a training process's environment needs before Paddle loads (libgomp reads it then): Paddle's own OpenMP loops
-#: let their idle threads sleep at once instead of spinning, which kept the cores from MKL and from our kernels. Not
-#: for inference, where it slowed Paddle Inference's oneDNN (figures: docs/results/HISTORY.md), so only the training
-#: tool and the benchmark's training workers set it, and a user's own setting wins.
-TRAINING_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: what a training process's environment needs before Paddle loads (libgomp and glibc read it then):
+#: - Paddle's own OpenMP loops let their idle threads sleep at once instead of spinning, which kept the cores from MKL
+#:   and from our kernels. Not for inference, where it slowed Paddle Inference's oneDNN (figures:
+#:   docs/results/HISTORY.md).
+#: - glibc's malloc keeps freed memory for the next allocation instead of handing large blocks back to the system
+#:   (no mmap for large blocks, no trimming): Paddle's CPU allocator frees every activation after use, so each large
+#:   tensor was fresh pages, faulted in one at a time -- zeroing a [32, 144, 56, 56] tensor took 25 ms, 3.5 ms with
+#:   this set (2-core Zen 4). The process keeps its peak memory until it ends, which a training process reaches anyway.
+#: Only the training tool and the benchmark's training workers set these, and a user's own setting wins.
+TRAINING_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(16 << 30)}
 
 
 def training_env(env=None) -> dict:

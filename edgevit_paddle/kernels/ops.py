@@ -2,6 +2,8 @@
 them)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import paddle
 
 from ..paddle_compat import run_custom_op
@@ -18,6 +20,19 @@ def run(op: str, *args):
 def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, padding: int) -> paddle.Tensor:
     """Stride-1 depthwise convolution, ``weight`` [C, 1, K, K], K = 2 * padding + 1 (no bias)."""
     return run("edgevit_dwconv", x, weight, int(padding))
+
+
+def pointwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor] = None) -> paddle.Tensor:
+    """1x1 convolution, stride 1, no padding, one group (``weight`` [Co, Ci, 1, 1], ``bias`` [Co] or None), on
+    oneDNN's sgemm."""
+    if bias is None:
+        return run("edgevit_pointwise_conv", x, weight)
+    return run("edgevit_pointwise_conv_bias", x, weight, bias)
+
+
+def linear(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
+    """``x`` [..., Ci] @ ``weight`` [Ci, Co] + ``bias`` [Co] on oneDNN's sgemm."""
+    return run("edgevit_linear", x, weight, bias)
 
 
 def bias_add(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:

@@ -8,7 +8,9 @@ conv + bias. The layers keep Paddle's class names, parameter names and ``paddle.
 
 In dygraph on CPU (float32), depthwise convolutions (stride 1, "same" padding) and depthwise transposed convolutions
 with kernel = stride run on our compiled kernels (``edgevit_paddle.kernels``) when they are available: Paddle's run
-on one thread with an im2col per channel (10x slower forward at EdgeViT's shapes).
+on one thread with an im2col per channel (10x slower forward at EdgeViT's shapes). So do 1x1 convolutions (stride 1,
+no padding, one group), as per-sample matrix products on oneDNN's sgemm: Paddle's CPU conv2d took 3-4x longer
+forward and backward at EdgeViT's stage-1 shapes.
 """
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ class Conv2D(nn.Conv2D):
         self.compiled_depthwise = s.depthwise and k[0] == k[1] and k[0] % 2 == 1 and s.stride == [1, 1] \
             and s.dilation == [1, 1] and isinstance(pad, (list, tuple)) and list(pad) == [k[0] // 2] * 2 \
             and s.padding_mode == "zeros" and s.data_format == "NCHW"
+        # a 1x1 convolution as one matrix product per sample: what ``kernels.pointwise_conv2d`` computes
+        self.compiled_pointwise = k == [1, 1] and s.stride == [1, 1] and s.dilation == [1, 1] and s.groups == 1 \
+            and isinstance(pad, (list, tuple)) and list(pad) == [0, 0] and s.data_format == "NCHW"
         # Paddle's conv then our bias add: zero padding in NCHW (other modes pad in ``forward``)
         self.split_bias = s.padding_mode == "zeros" and s.data_format == "NCHW"
 
@@ -49,6 +54,8 @@ class Conv2D(nn.Conv2D):
         if self.compiled_depthwise and kernels.usable(x):
             out = kernels.depthwise_conv2d(x, self.weight, self.settings.kernel_size[0] // 2)
             return _add_bias(out, self.bias)
+        if self.compiled_pointwise and kernels.usable(x) and kernels.onednn_loaded():
+            return kernels.pointwise_conv2d(x, self.weight, self.bias)
         if self.bias is None or not self.split_bias or not paddle.in_dynamic_mode():
             return super().forward(x)
         return _add_bias(conv2d_without_bias(self, x), self.bias)

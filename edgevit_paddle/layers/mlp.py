@@ -9,6 +9,7 @@ import paddle.nn as nn
 from ..paddle_compat import static_as_is
 from .activation import GELU
 from .conv import Conv2D
+from .linear import Linear
 from .norm import check_choice
 
 FFNS = ("conv", "linear")
@@ -36,7 +37,7 @@ class Mlp(nn.Layer):
         super().__init__()
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
-        layer = partial(Conv2D, kernel_size=1) if use_conv else nn.Linear
+        layer = partial(Conv2D, kernel_size=1) if use_conv else Linear
         self.fc1 = layer(in_features, hidden_features)
         self.norm = norm_layer(hidden_features) if norm_layer is not None else nn.Identity()
         self.act = act_layer()

@@ -41,6 +41,7 @@ from ..layers import (
 )
 from ..layers.activation import GELU
 from ..layers.conv import Conv2D, Conv2DTranspose
+from ..layers.linear import Linear
 from ..layers.mlp import FFNS
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
@@ -106,7 +107,7 @@ class GlobalSparseAttn(nn.Layer):
         self.head_dim = dim // num_heads
         self.sr_ratio = sr_ratio
         self.channels_first = channels_first
-        linear = PointwiseLinear if channels_first else nn.Linear  # the same parameters either way
+        linear = PointwiseLinear if channels_first else Linear  # the same parameters either way
         self.qkv = linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
         self.attend = Attend(self.head_dim ** -0.5, attn_drop, channels_first)
         if sr_ratio > 1:
@@ -117,7 +118,7 @@ class GlobalSparseAttn(nn.Layer):
             self.proj = Conv2D(dim, dim, 1)
             mark_as_linear(self.proj)
         else:
-            self.proj = nn.Linear(dim, dim)
+            self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x, map_shape=None):

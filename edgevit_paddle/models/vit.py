@@ -31,6 +31,7 @@ from ..layers import (
     split_heads,
     trunc_normal_,
 )
+from ..layers.linear import Linear
 from ..layers.norm import NORMS
 from ..layers.patch_embed import check_image_input
 from ..registry import build_model, register_model
@@ -48,9 +49,9 @@ class Attention(nn.Layer):
         self.num_heads = num_heads
         self.head_dim = head_dim or dim // num_heads
         inner = num_heads * self.head_dim
-        self.qkv = nn.Linear(dim, inner * 3, bias_attr=None if qkv_bias else False)
+        self.qkv = Linear(dim, inner * 3, bias_attr=None if qkv_bias else False)
         self.attend = Attend(self.head_dim ** -0.5, attn_drop)
-        self.proj = nn.Linear(inner, dim)
+        self.proj = Linear(inner, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x):
