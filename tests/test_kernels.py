@@ -83,6 +83,36 @@ def test_linear_equals_paddles(shape, co):
     close(grads(kernels.linear, x, wt, b), grads(F.linear, x, wt, b))
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (1, 1, 7, 1), (3, 9, 6, 36)])
+def test_swapping_axes_1_and_2_equals_paddles_transpose(shape):
+    x = paddle.randn(list(shape))
+    close(grads(kernels.swap12, x), grads(lambda t: t.transpose([0, 2, 1, 3]), x))
+
+
+@pytest.mark.parametrize("shape,r", [((2, 3, 8, 8), 2), ((1, 2, 7, 5), 4), ((2, 4, 9, 12), 3), ((1, 1, 3, 3), 1)])
+def test_subsample_equals_a_strided_slice(shape, r):
+    x = paddle.randn(list(shape))
+    close(grads(lambda t: kernels.subsample(t, r), x), grads(lambda t: t[:, :, ::r, ::r], x))
+
+
+def test_attention_layouts_and_the_sampler_use_the_kernels_in_dygraph_only(monkeypatch):
+    from edgevit_paddle.layers.attention import PointwiseLinear, merge_heads, split_heads
+    from edgevit_paddle.layers.subsample import Subsample
+    calls = []
+    for name in ("swap12", "subsample", "pointwise_conv2d"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    qkv, x = paddle.randn([2, 5, 3 * 2 * 4]), paddle.randn([2, 6, 7, 9])
+    proj = PointwiseLinear(6, 4)
+    ours = [*split_heads(qkv, 2, 4), merge_heads(qkv.reshape([2, 5, 6, 4])), Subsample(2)(x), proj(x.flatten(2))]
+    assert calls == ["swap12", "swap12", "subsample", "pointwise_conv2d"]
+    monkeypatch.setitem(kernels._state, "ready", False)
+    theirs = [*split_heads(qkv, 2, 4), merge_heads(qkv.reshape([2, 5, 6, 4])), Subsample(2)(x), proj(x.flatten(2))]
+    assert len(calls) == 4
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_layers_use_the_kernels_and_fall_back_to_paddles_ops(monkeypatch):
     calls = []
     names = ("depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm", "pointwise_conv2d", "linear")

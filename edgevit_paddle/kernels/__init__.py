@@ -3,11 +3,13 @@ convolution forward and backward (EdgeViT's 5x5 LocalAgg and 3x3 positional enco
 convolution of LocalProp, exact GELU, GroupNorm, LayerNorm (last dimension), the convolutions' per-channel bias
 add, and the matrix products of 1x1 convolutions (the conv FFN, the attention projections) and Linear layers with
 their bias, on the sgemm of the oneDNN inside Paddle's wheel (``gemm.cc``; used only where that library is loaded:
-``onednn_loaded``).
+``onednn_loaded``), and two layout changes Paddle copies element by element: heads split from and merged into
+tokens, and the global attention's sampler (``layout.cc``).
 
 They are Paddle custom operators (``paddle.utils.cpp_extension``; ``depthwise.cc``, ``gelu.cc``, ``norms.cc``,
-``bias_add.cc``, ``gemm.cc``): the work is split over the cores by ``parallel.h`` (threads started and joined per
-call, so none spins between calls) and the inner loops are vectorised for the machine's CPU (``-march=native``).
+``bias_add.cc``, ``gemm.cc``, ``layout.cc``): the work is split over the cores by ``parallel.h`` (threads started and
+joined per call, so none spins between calls) and the inner loops are vectorised for the machine's CPU
+(``-march=native``).
 Built on first use (``build.py``) into a cache (``$EDGEVIT_KERNELS_DIR``, default
 ``~/.cache/edgevit_paddle/kernels/<key>``; the key covers the sources, Paddle's version, the compiler flags and the
 CPU's instruction sets, so another machine builds its own): once (lines say when it starts, every 15 s that it goes
@@ -38,11 +40,13 @@ from .ops import (
     linear,
     pointwise_conv2d,
     run,
+    subsample,
+    swap12,
 )
 
 __all__ = ["BUILD_ERRORS", "available", "usable", "set_threads", "bias_add", "depthwise_conv2d",
            "depthwise_conv2d_transpose", "gelu", "group_norm", "layer_norm", "linear", "onednn_loaded",
-           "pointwise_conv2d"]
+           "pointwise_conv2d", "subsample", "swap12"]
 
 _state = {"ready": None, "reason": "", "threads": None}
 

@@ -18,7 +18,8 @@ from .. import cpu
 from ..files import exclusive, user_cache
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = [os.path.join(_HERE, f) for f in ("depthwise.cc", "gelu.cc", "norms.cc", "bias_add.cc", "gemm.cc")]
+SOURCES = [os.path.join(_HERE, f)
+           for f in ("depthwise.cc", "gelu.cc", "norms.cc", "bias_add.cc", "gemm.cc", "layout.cc")]
 HEADERS = [os.path.join(_HERE, "parallel.h")]
 NAME = "edgevit_kernels"
 # -fopenmp-simd: OpenMP's simd pragmas only, no OpenMP runtime (threads come from parallel.h)

@@ -35,6 +35,16 @@ def linear(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor) -> padd
     return run("edgevit_linear", x, weight, bias)
 
 
+def swap12(x: paddle.Tensor) -> paddle.Tensor:
+    """``x.transpose([0, 2, 1, 3])`` of a 4-D tensor, contiguous (rows of the last dimension copied whole)."""
+    return run("edgevit_swap12", x)
+
+
+def subsample(x: paddle.Tensor, ratio: int) -> paddle.Tensor:
+    """``x[:, :, ::ratio, ::ratio]`` of an NCHW tensor."""
+    return run("edgevit_subsample", x, int(ratio))
+
+
 def bias_add(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
     """``x`` [N, C, ...] plus a per-channel ``bias`` [C]."""
     return run("edgevit_bias_add", x, bias)

@@ -9,6 +9,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .. import kernels
+
 
 class Attend(nn.Layer):
     """softmax(q @ k^T * scale) @ v for q, k, v of shape [B, heads, N, head_dim].
@@ -55,6 +57,9 @@ class PointwiseLinear(nn.Linear):
     matmul and no transposes. Lets channels-first attention keep the original's qkv weights."""
 
     def forward(self, x):
+        if kernels.usable(x) and kernels.onednn_loaded():  # CPU dygraph: a 1x1 convolution with weight W^T
+            w = self.weight.transpose([1, 0]).reshape([0, 0, 1, 1])
+            return kernels.pointwise_conv2d(x.unsqueeze(-1), w, self.bias).squeeze(-1)
         y = paddle.matmul(self.weight, x, transpose_x=True)
         return y if self.bias is None else y + self.bias.unsqueeze(-1)
 
@@ -68,7 +73,9 @@ def split_heads(qkv: paddle.Tensor, num_heads: int, head_dim: int):
     """Split a fused qkv projection [B, N, 3 * heads * head_dim] into q, k, v of [B, heads, N, head_dim] (one reshape,
     transpose and split: 0 keeps the dynamic batch; the split's backward is one concat, and an export has no shape
     arithmetic)."""
-    qkv = qkv.reshape([0, -1, 3 * num_heads, head_dim]).transpose([0, 2, 1, 3])
+    qkv = qkv.reshape([0, -1, 3 * num_heads, head_dim])
+    # in CPU dygraph our kernel: Paddle copies a transposed 4-D view element by element
+    qkv = kernels.swap12(qkv) if kernels.usable(qkv) else qkv.transpose([0, 2, 1, 3])
     q, k, v = paddle.split(qkv, 3, axis=1)
     return q, k, v
 
@@ -84,4 +91,5 @@ def split_heads_channels_first(qkv: paddle.Tensor, num_heads: int, head_dim: int
 def merge_heads(x: paddle.Tensor) -> paddle.Tensor:
     """[B, heads, N, head_dim] -> [B, N, heads * head_dim]."""
     h, d = x.shape[1], x.shape[3]
-    return x.transpose([0, 2, 1, 3]).reshape([0, -1, h * d])
+    x = kernels.swap12(x) if kernels.usable(x) else x.transpose([0, 2, 1, 3])
+    return x.reshape([0, -1, h * d])
