@@ -95,6 +95,16 @@ def test_subsample_equals_a_strided_slice(shape, r):
     close(grads(lambda t: kernels.subsample(t, r), x), grads(lambda t: t[:, :, ::r, ::r], x))
 
 
+@pytest.mark.parametrize("n,c,h,w,p,co", [(2, 3, 8, 8, 4, 5), (1, 2, 9, 7, 2, 3), (3, 4, 6, 6, 3, 2)])
+def test_a_patch_embedding_is_patches_to_channels_and_a_1x1_product(n, c, h, w, p, co):
+    """The patch rearrangement and the convolution it serves (kernel = stride; sizes that are not a multiple of the
+    patch drop the last rows and columns, as the convolution does) against Paddle's conv2d."""
+    x, wt, b = paddle.randn([n, c, h, w]), paddle.randn([co, c, p, p]), paddle.randn([co])
+    close(grads(lambda t, u, v: kernels.pointwise_conv2d(kernels.patchify(t, p), u.reshape([0, -1, 1, 1]), v),
+                x, wt, b),
+          grads(lambda t, u, v: F.conv2d(t, u, v, stride=p), x, wt, b))
+
+
 def test_attention_layouts_and_the_sampler_use_the_kernels_in_dygraph_only(monkeypatch):
     from edgevit_paddle.layers.attention import PointwiseLinear, merge_heads, split_heads
     from edgevit_paddle.layers.subsample import Subsample
@@ -115,28 +125,32 @@ def test_attention_layouts_and_the_sampler_use_the_kernels_in_dygraph_only(monke
 
 def test_layers_use_the_kernels_and_fall_back_to_paddles_ops(monkeypatch):
     calls = []
-    names = ("depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm", "pointwise_conv2d", "linear")
+    names = ("depthwise_conv2d", "depthwise_conv2d_transpose", "gelu", "group_norm", "pointwise_conv2d", "linear",
+             "patchify")
     for name in names:
         real = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
     layers = [Conv2D(6, 6, 5, padding=2, groups=6), Conv2DTranspose(6, 6, 2, stride=2, groups=6), GELU(),
-              GroupNorm2d(6), Conv2D(6, 4, 1), lambda t: Linear(6, 3)(t.transpose([0, 2, 3, 1]))]
+              GroupNorm2d(6), Conv2D(6, 4, 1), lambda t: Linear(6, 3)(t.transpose([0, 2, 3, 1])),
+              Conv2D(6, 5, 2, stride=2)]
     x = paddle.randn([2, 6, 8, 8])
     paddle.seed(1)
     ours = [layer(x).numpy() for layer in layers]
-    assert calls == list(names)
+    assert calls == list(names[:6]) + ["patchify", "pointwise_conv2d"]
+    calls.clear()
     Conv2D(6, 6, 3, padding=1)(x)  # not depthwise: Paddle's op
     Conv2D(6, 6, 3, padding=1, groups=6, stride=2)(x)  # strided: Paddle's op
     Conv2D(6, 4, 1, stride=2)(x)  # a strided 1x1: Paddle's op
     Linear(8, 3, bias_attr=False)(x)  # no bias: Paddle's op
-    assert len(calls) == len(names)
+    Conv2D(6, 5, 2, stride=2, padding=1)(x)  # a padded patch embedding: Paddle's op
+    assert calls == []
     monkeypatch.setitem(kernels._state, "onednn", False)  # a Paddle build without oneDNN: the products are Paddle's
-    Conv2D(6, 4, 1)(x), Linear(8, 3)(x)
-    assert len(calls) == len(names)
+    Conv2D(6, 4, 1)(x), Linear(8, 3)(x), Conv2D(6, 5, 2, stride=2)(x)
+    assert calls == []
     monkeypatch.setitem(kernels._state, "ready", False)  # as when the build failed
     paddle.seed(1)
     theirs = [layer(x).numpy() for layer in layers]
-    assert len(calls) == len(names)
+    assert calls == []
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 

@@ -4,7 +4,7 @@ convolution of LocalProp, exact GELU, GroupNorm, LayerNorm (last dimension), the
 add, and the matrix products of 1x1 convolutions (the conv FFN, the attention projections) and Linear layers with
 their bias, on the sgemm of the oneDNN inside Paddle's wheel (``gemm.cc``; used only where that library is loaded:
 ``onednn_loaded``), and two layout changes Paddle copies element by element: heads split from and merged into
-tokens, and the global attention's sampler (``layout.cc``).
+tokens, the global attention's sampler, and patches to channels for the patch embeddings (``layout.cc``).
 
 They are Paddle custom operators (``paddle.utils.cpp_extension``; ``depthwise.cc``, ``gelu.cc``, ``norms.cc``,
 ``bias_add.cc``, ``gemm.cc``, ``layout.cc``): the work is split over the cores by ``parallel.h`` (threads started and
@@ -38,6 +38,7 @@ from .ops import (
     group_norm,
     layer_norm,
     linear,
+    patchify,
     pointwise_conv2d,
     run,
     subsample,
@@ -46,7 +47,7 @@ from .ops import (
 
 __all__ = ["BUILD_ERRORS", "available", "usable", "set_threads", "bias_add", "depthwise_conv2d",
            "depthwise_conv2d_transpose", "gelu", "group_norm", "layer_norm", "linear", "onednn_loaded",
-           "pointwise_conv2d", "subsample", "swap12"]
+           "patchify", "pointwise_conv2d", "subsample", "swap12"]
 
 _state = {"ready": None, "reason": "", "threads": None}
 

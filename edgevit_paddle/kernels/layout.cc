@@ -4,6 +4,7 @@
 //
 //   edgevit_swap12(x [A, B, C, D]) = x.transpose([0, 2, 1, 3]), contiguous; its gradient is the same swap
 //   edgevit_subsample(x [N, C, H, W], r) = x[:, :, ::r, ::r]; its gradient scatters back into zeros
+//   edgevit_patchify(x [N, C, H, W], p) = every p x p patch's values as channels, [N, C * p * p, H / p, W / p]
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -114,3 +115,71 @@ PD_BUILD_GRAD_OP(edgevit_subsample)
     .Outputs({paddle::Grad("X")})
     .Attrs({"r: int"})
     .SetKernelFn(PD_KERNEL(SubsampleBackward));
+
+// ------------------------------------------------------------------------------------------ patches to channels
+// A convolution whose kernel equals its stride (the patch embeddings) is this rearrangement followed by a 1x1
+// product: out[n, (c * p + i) * p + j, h, w] = x[n, c, h * p + i, w * p + j] (rows and columns past the last whole
+// patch are dropped, as the convolution drops them; their gradient is zero).
+
+std::vector<paddle::Tensor> PatchifyForward(const paddle::Tensor& x, int p) {
+  PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32 && x.shape().size() == 4 && p >= 1,
+           "edgevit_patchify: a CPU float32 NCHW tensor and a patch size >= 1 expected");
+  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+  const int64_t Ho = H / p, Wo = W / p;
+  auto out = paddle::empty({N, C * p * p, Ho, Wo}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const float* xd = x.data<float>();
+  float* od = out.data<float>();
+  // one output plane [n, (c, i, j)] per step
+  parallel_for(N * C * p * p, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t j = k % p, i = (k / p) % p, nc = k / (p * p);
+      float* o = od + k * Ho * Wo;
+      for (int64_t h = 0; h < Ho; ++h) {
+        const float* row = xd + (nc * H + h * p + i) * W + j;
+        for (int64_t w = 0; w < Wo; ++w) o[h * Wo + w] = row[w * p];
+      }
+    }
+  });
+  return {out};
+}
+
+std::vector<paddle::Tensor> PatchifyBackward(const paddle::Tensor& x, const paddle::Tensor& gout, int p) {
+  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+  const int64_t Ho = H / p, Wo = W / p;
+  auto gx = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const paddle::Tensor gdense = edgevit::dense(gout);
+  const float* gd = gdense.data<float>();
+  float* gxd = gx.data<float>();
+  // one input plane [n, c] per step: every patch position of it
+  parallel_for(N * C, [&](int64_t begin, int64_t end) {
+    if (Ho * p != H || Wo * p != W) std::memset(gxd + begin * H * W, 0, sizeof(float) * (end - begin) * H * W);
+    for (int64_t nc = begin; nc < end; ++nc)
+      for (int64_t i = 0; i < p; ++i)
+        for (int64_t j = 0; j < p; ++j) {
+          const float* g = gd + ((nc * p + i) * p + j) * Ho * Wo;
+          for (int64_t h = 0; h < Ho; ++h) {
+            float* row = gxd + (nc * H + h * p + i) * W + j;
+            for (int64_t w = 0; w < Wo; ++w) row[w * p] = g[h * Wo + w];
+          }
+        }
+  });
+  return {gx};
+}
+
+std::vector<std::vector<int64_t>> PatchifyShape(const std::vector<int64_t>& x, int p) {
+  return {{x[0], x[1] * p * p, x[2] / p, x[3] / p}};
+}
+
+PD_BUILD_OP(edgevit_patchify)
+    .Inputs({"X"})
+    .Outputs({"Out"})
+    .Attrs({"p: int"})
+    .SetKernelFn(PD_KERNEL(PatchifyForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(PatchifyShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(LayoutDtype));
+
+PD_BUILD_GRAD_OP(edgevit_patchify)
+    .Inputs({"X", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X")})
+    .Attrs({"p: int"})
+    .SetKernelFn(PD_KERNEL(PatchifyBackward));

@@ -45,6 +45,13 @@ def subsample(x: paddle.Tensor, ratio: int) -> paddle.Tensor:
     return run("edgevit_subsample", x, int(ratio))
 
 
+def patchify(x: paddle.Tensor, patch: int) -> paddle.Tensor:
+    """[N, C, H, W] -> [N, C * patch * patch, H // patch, W // patch]: channel ``(c * patch + i) * patch + j`` holds
+    ``x[n, c, h * patch + i, w * patch + j]`` (a convolution with kernel = stride = ``patch`` is this and a 1x1
+    product with the weight viewed as [Co, C * patch * patch, 1, 1])."""
+    return run("edgevit_patchify", x, int(patch))
+
+
 def bias_add(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
     """``x`` [N, C, ...] plus a per-channel ``bias`` [C]."""
     return run("edgevit_bias_add", x, bias)

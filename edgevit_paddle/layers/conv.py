@@ -10,7 +10,8 @@ In dygraph on CPU (float32), depthwise convolutions (stride 1, "same" padding) a
 with kernel = stride run on our compiled kernels (``edgevit_paddle.kernels``) when they are available: Paddle's run
 on one thread with an im2col per channel (10x slower forward at EdgeViT's shapes). So do 1x1 convolutions (stride 1,
 no padding, one group), as per-sample matrix products on oneDNN's sgemm: Paddle's CPU conv2d took 3-4x longer
-forward and backward at EdgeViT's stage-1 shapes.
+forward and backward at EdgeViT's stage-1 shapes. A convolution whose kernel equals its stride (the patch
+embeddings) is patches to channels (``kernels.patchify``) and that product.
 """
 from __future__ import annotations
 
@@ -43,9 +44,12 @@ class Conv2D(nn.Conv2D):
         self.compiled_depthwise = s.depthwise and k[0] == k[1] and k[0] % 2 == 1 and s.stride == [1, 1] \
             and s.dilation == [1, 1] and isinstance(pad, (list, tuple)) and list(pad) == [k[0] // 2] * 2 \
             and s.padding_mode == "zeros" and s.data_format == "NCHW"
+        dense = s.dilation == [1, 1] and s.groups == 1 and isinstance(pad, (list, tuple)) and list(pad) == [0, 0] \
+            and s.data_format == "NCHW"
         # a 1x1 convolution as one matrix product per sample: what ``kernels.pointwise_conv2d`` computes
-        self.compiled_pointwise = k == [1, 1] and s.stride == [1, 1] and s.dilation == [1, 1] and s.groups == 1 \
-            and isinstance(pad, (list, tuple)) and list(pad) == [0, 0] and s.data_format == "NCHW"
+        self.compiled_pointwise = dense and k == [1, 1] and s.stride == [1, 1]
+        # kernel = stride (a patch embedding): patches to channels, then that product
+        self.compiled_patches = dense and k[0] == k[1] > 1 and s.stride == k
         # Paddle's conv then our bias add: zero padding in NCHW (other modes pad in ``forward``)
         self.split_bias = s.padding_mode == "zeros" and s.data_format == "NCHW"
 
@@ -56,6 +60,9 @@ class Conv2D(nn.Conv2D):
             return _add_bias(out, self.bias)
         if self.compiled_pointwise and kernels.usable(x) and kernels.onednn_loaded():
             return kernels.pointwise_conv2d(x, self.weight, self.bias)
+        if self.compiled_patches and kernels.usable(x) and kernels.onednn_loaded():
+            w = self.weight.reshape([0, -1, 1, 1])
+            return kernels.pointwise_conv2d(kernels.patchify(x, self.settings.kernel_size[0]), w, self.bias)
         if self.bias is None or not self.split_bias or not paddle.in_dynamic_mode():
             return super().forward(x)
         return _add_bias(conv2d_without_bias(self, x), self.bias)
