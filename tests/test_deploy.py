@@ -12,6 +12,7 @@ import yaml
 from conftest import ROOT, exported_output, flowers_jpegs
 
 import edgevit_paddle as ep
+from edgevit_paddle import cpu
 from edgevit_paddle.config import load_config
 from edgevit_paddle.engine import train
 from edgevit_paddle.errors import ExportError, PredictorError
@@ -97,6 +98,7 @@ def test_precision_auto_runs_the_fastest_precision_that_keeps_the_answers(quicks
     pairs = {(e["backend"], e["precision"]) for e in rec["measured"]}
     assert {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
             ("paddle", "fp32")} <= pairs and not any(b in ("mnn", "ncnn") for b, _ in pairs)  # auto never runs those
+    assert (("openvino", "bf16") in pairs) == cpu.has_bf16() == (("paddle", "bf16") in pairs)
     assert all(0 <= e["top1_agreement"] <= 1 and e["ms_batch1"] > 0 for e in rec["measured"])
     assert all(e["top1_agreement"] == 1 for e in rec["measured"] if e["precision"] == "fp32")
 
@@ -168,6 +170,17 @@ def test_backends_agree_and_auto_picks_the_fastest(quickstart_export, photos):
     np.testing.assert_allclose([t["score"] for t in ours], [t["score"] for t in theirs], atol=1e-5)
     ov_int8 = Predictor(str(model_dir), PredictorOptions(backend="openvino", precision="int8"))
     assert (ov_int8.run(digits).argmax(1) == auto.run(digits).argmax(1)).mean() >= 0.7
+    # bfloat16: the fp32 file computed in bf16, on CPUs with AVX512-BF16/AMX; elsewhere one line
+    bf16 = PredictorOptions(backend="openvino", precision="bf16")
+    if not cpu.has_bf16():
+        with pytest.raises(PredictorError, match="no AVX512-BF16/AMX, which OpenVINO's bfloat16 needs"):
+            Predictor(str(model_dir), bf16)
+        return
+    ov_bf16 = Predictor(str(model_dir), bf16)
+    compiled = ov_bf16.backend.requests[(1, 3, 32, 32)].get_compiled_model()
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'bfloat16'>", "bf16")
+    np.testing.assert_allclose(ov_bf16.run(x), auto.run(x), atol=2e-2)
+    assert (ov_bf16.run(digits).argmax(1) == auto.run(digits).argmax(1)).mean() >= 0.95
 
 
 def test_dynamic_size_and_the_size_rule(tmp_path):
