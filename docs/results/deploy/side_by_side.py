@@ -2,7 +2,7 @@
 in ONNX Runtime (its default spinning threads, and spinning off) and in OpenVINO (as read, and compiled per batch
 size), beside ours (gn/conv, ln/linear, bn/conv, random weights, ``tools/export.py --model``) in every CPU backend of
 our ``Predictor``: ONNX Runtime (spinning off, our default, and on), OpenVINO, Paddle Inference (oneDNN). 224x224,
-fp32, batch 1 and 8, 2 threads.
+fp32, batch 1 and 8, 2 threads; on CPUs with AVX512-BF16/AMX also OpenVINO in bfloat16, the authors' file and ours.
 
 Not part of the package (it needs torch: ``pip install torch==2.13.0``). torch builds the authors' model, checks it
 against their reference logits and exports it to ONNX (no Paddle imported). Then each runtime setting is timed in
@@ -71,7 +71,8 @@ def _original_runner(path, runtime):
         return lambda x: s.run(None, {"x": x})[0]
     import openvino as ov
     core = ov.Core()
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "2", "INFERENCE_PRECISION_HINT": "f32"}
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "2",
+              "INFERENCE_PRECISION_HINT": "bf16" if "bf16" in runtime else "f32"}
     if runtime == "openvino":
         req = core.compile_model(path, "CPU", config).create_infer_request()
         return lambda x: req.infer({0: x})
@@ -86,23 +87,32 @@ def _original_runner(path, runtime):
     return run
 
 
-#: each step's process: the runtimes it times, the original's and ours (our Predictor's backend and ort_spin)
-STEPS = {"onnxruntime": (["onnxruntime"], ("onnxruntime", False)),
-         "onnxruntime_spin": (["onnxruntime (spinning)"], ("onnxruntime", True)),
-         "openvino": (["openvino", "openvino (static shapes)"], ("openvino", False)),
-         "paddle": ([], ("paddle", False))}
-OUR_NAMES = {("onnxruntime", False): "onnxruntime", ("onnxruntime", True): "onnxruntime (spinning)",
-             ("openvino", False): "openvino (static shapes)", ("paddle", False): "paddle inference"}
+#: each step's process: the runtimes it times, the original's and ours (our Predictor's backend, ort_spin, precision)
+STEPS = {"onnxruntime": (["onnxruntime"], ("onnxruntime", False, "fp32")),
+         "onnxruntime_spin": (["onnxruntime (spinning)"], ("onnxruntime", True, "fp32")),
+         "openvino": (["openvino", "openvino (static shapes)"], ("openvino", False, "fp32")),
+         "paddle": ([], ("paddle", False, "fp32")),
+         "openvino_bf16": (["openvino bf16 (static shapes)"], ("openvino", False, "bf16"))}
+OUR_NAMES = {("onnxruntime", False, "fp32"): "onnxruntime", ("onnxruntime", True, "fp32"): "onnxruntime (spinning)",
+             ("openvino", False, "fp32"): "openvino (static shapes)", ("paddle", False, "fp32"): "paddle inference",
+             ("openvino", False, "bf16"): "openvino bf16 (static shapes)"}
+
+
+def steps():
+    """The steps this CPU runs (bfloat16 only where it has AVX512-BF16 or AMX)."""
+    flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
+    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    return [s for s in STEPS if bf16 or "bf16" not in s]
 
 
 def time_step(out_dir, step, batches, runs):
     from edgevit_paddle.inference import Predictor, PredictorOptions
-    theirs, (backend, spin) = STEPS[step]
+    theirs, (backend, spin, precision) = STEPS[step]
     runners = {f"original|{rt}": _original_runner(os.path.join(out_dir, "original_xxs.onnx"), rt) for rt in theirs}
     for norm, ffn in VARIANTS:
         pred = Predictor(os.path.join(out_dir, f"{norm}_{ffn}"),
-                         PredictorOptions(backend=backend, cpu_threads=2, ort_spin=spin))
-        runners[f"ours {norm}/{ffn}|{OUR_NAMES[backend, spin]}"] = pred.run
+                         PredictorOptions(backend=backend, cpu_threads=2, ort_spin=spin, precision=precision))
+        runners[f"ours {norm}/{ffn}|{OUR_NAMES[backend, spin, precision]}"] = pred.run
     return _rounds(runners, batches, runs)
 
 
@@ -116,12 +126,14 @@ def _cpu():
 
 def report(out_dir, meta, times, batches):
     rows = sorted({k.rsplit("|", 1)[0] for k in times}, key=lambda r: (not r.startswith("original"), r))
-    best = {b: min(v for k, v in times.items() if k.startswith("original|") and k.endswith(f"|{b}")) for b in batches}
+    best = {b: min(v for k, v in times.items() if k.startswith("original|") and k.endswith(f"|{b}") and "bf16" not in k)
+            for b in batches}
     lines = [f"Machine: {meta['cpu']}; Python {platform.python_version()}; {meta['versions']}; "
-             f"{meta['date']}. 224x224 fp32, 2 threads; median ms of {meta['passes']} passes x {meta['runs']} rounds "
+             f"{meta['date']}. 224x224 fp32 (bf16 where the runtime says so), 2 threads; "
+             f"median ms of {meta['passes']} passes x {meta['runs']} rounds "
              "x 3 calls after warm-up (each runtime setting in its own process, the processes alternating). "
              f"Authors' structure reproduces their logits to {meta['parity_rel_err']:.1e} relative. Ratio: the "
-             "original's fastest runtime at that batch over the row (>1: faster than it).", "",
+             "original's fastest fp32 runtime at that batch over the row (>1: faster than it).", "",
              "| model | runtime | " + " | ".join(f"batch {b} ms | ratio" for b in batches) + " |",
              "| --- | --- | " + " | ".join("---: | ---:" for _ in batches) + " |"]
     for r in rows:
@@ -154,7 +166,7 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
     raw = {}
     for _ in range(a.passes):
-        for step in STEPS:
+        for step in steps():
             res = subprocess.run([sys.executable, __file__, a.out, "--runs", str(a.runs), "--step", step,
                                   "--batches", *map(str, a.batches)], check=True, capture_output=True, text=True)
             for k, v in json.loads(res.stdout.strip().splitlines()[-1]).items():
