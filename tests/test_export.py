@@ -258,8 +258,8 @@ def test_bf16_stays_close_to_fp32_on_real_images(flowers_export, flowers_images)
     # (random weights give near-flat probabilities, so top-1 agreement is measured on a trained model: see README)
     _, model_dir, _ = flowers_export
     fp32 = Predictor(model_dir, PredictorOptions(backend="paddle"))
-    bf16 = Predictor(model_dir, PredictorOptions(precision="bf16"))
-    assert bf16.backend_name == "paddle"  # auto: only Paddle's oneDNN runs bfloat16
+    bf16 = Predictor(model_dir, PredictorOptions(backend="paddle", precision="bf16"))
+    assert Predictor(model_dir, PredictorOptions(precision="bf16")).backend_name == "openvino"  # auto: first by rank
     x = np.stack([fp32.preprocess(cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB)) for p in flowers_images])
     a, b = fp32.run(x), bf16.run(x)
     assert not np.array_equal(a, b)  # bfloat16 really ran
