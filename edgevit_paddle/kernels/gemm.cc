@@ -1,9 +1,9 @@
 // Matrix products for EdgeViT's CPU training on oneDNN, as Paddle custom operators: the 1x1 convolution (stride 1, no
 // padding, one group) over NCHW and the Linear layer on tokens, each with its bias.
 //
-// 1x1 convolution: per sample one matrix product, y[n] = W [Co, Ci] x[n] [Ci, HW], run by oneDNN's sgemm -- the oneDNN that
-// Paddle's own wheel ships and has already loaded (libdnnl.so.3; Paddle's dygraph conv2d never reaches it). The
-// backward: dx[n] = W^T dy[n], dW = sum_n dy[n] x[n]^T.
+// 1x1 convolution: per sample one matrix product, y[n] = W [Co, Ci] x[n] [Ci, HW], run by oneDNN's sgemm -- the
+// oneDNN that Paddle's own wheel ships and has already loaded (libdnnl.so.3; Paddle's dygraph conv2d never reaches
+// it). The backward: dx[n] = W^T dy[n], dW = sum_n dy[n] x[n]^T.
 //
 // Threads: with at least as many samples as threads, the samples are split over our threads and each product runs
 // on one (no synchronisation inside a product; dW is summed from one partial per thread, in order, so the result does
@@ -88,10 +88,14 @@ int64_t over_samples(int64_t n, Body&& body) {
   const int64_t per = (n + chunks - 1) / chunks;
   const OneDnn& lib = onednn();
   parallel_for(chunks, [&](int64_t cb, int64_t ce) {
-    const int saved = lib.omp_get_max_threads();
-    lib.omp_set_num_threads(1);
+    // oneDNN's OpenMP threads for this thread: 1 while the chunk runs, restored however it ends
+    struct OneThread {
+      const OneDnn& lib;
+      const int saved;
+      explicit OneThread(const OneDnn& l) : lib(l), saved(l.omp_get_max_threads()) { lib.omp_set_num_threads(1); }
+      ~OneThread() { lib.omp_set_num_threads(saved); }
+    } one_thread(lib);
     for (int64_t k = cb; k < ce; ++k) body(k, k * per, std::min(n, (k + 1) * per));
-    lib.omp_set_num_threads(saved);
   });
   return chunks;
 }

@@ -2,7 +2,7 @@
 # /tmp/old), after it (this checkout), and the authors' PyTorch step (a venv with torch 2.13.0+cpu), the latter both
 # as it starts and under the same glibc setting our training processes now get.
 set -e
-OUT=${1:-$(cd "$(dirname "$0")" && pwd)/final}; mkdir -p "$OUT"
+OUT=${1:-$(cd "$(dirname "$0")" && pwd)/final}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 MAIN=$(cd "$(dirname "$0")/../../../.." && pwd)
 TORCH=${TORCH:-/work/venv-torch/bin/python}
 (cd /tmp/old && python -c "import edgevit_paddle.kernels as k; assert k.available()" > /dev/null 2>&1)  # build once
