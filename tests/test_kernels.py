@@ -1,5 +1,9 @@
 """The compiled CPU kernels (edgevit_paddle.kernels) against Paddle's own ops, the layers' dispatch to them, and the
 fallback to Paddle's ops when they cannot be built."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -199,6 +203,31 @@ def test_the_kernels_use_the_runs_threads_and_training_processes_sleep_idle_thre
     assert training_env({})["OMP_WAIT_POLICY"] == "PASSIVE"
     assert training_env({})["MALLOC_MMAP_MAX_"] == "0"  # glibc keeps freed memory: no fresh pages per tensor
     assert training_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's wins
+
+
+def test_a_cpu_training_process_keeps_freed_memory_when_started_without_the_environment():
+    """``set_device("cpu")`` applies TRAINING_ENV's glibc settings with mallopt in a process started without them
+    (``train()`` from Python): a large array then comes from the heap, not from a fresh mapping (mallinfo2's hblks
+    counts mapped blocks)."""
+    script = (
+        "import ctypes, numpy as np\n"
+        "from edgevit_paddle.engine.process import set_device\n"
+        "class Info(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks',\n"
+        "                                               'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.mallinfo2.restype = Info\n"
+        "def mapped_while_held():\n"
+        "    before = libc.mallinfo2().hblks\n"
+        "    a = np.ones(1 << 24, dtype=np.float32)\n"
+        "    return libc.mallinfo2().hblks - before\n"
+        "print(mapped_while_held(), end=' ')\n"
+        "set_device('cpu')\n"
+        "print(mapped_while_held())\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-2:] == ["1", "0"], res.stdout
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 5), (1, 1, 3), (3, 13), (2, 4, 4, 9)])

@@ -2,6 +2,7 @@
 threads, the seeds, and where log lines go."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import random
@@ -41,6 +42,24 @@ def training_env(env=None) -> dict:
     return env
 
 
+#: glibc's mallopt parameters for the MALLOC_* variables of TRAINING_ENV (malloc.h: M_TRIM_THRESHOLD, M_MMAP_MAX)
+_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_MAX_": -4}
+
+
+def keep_freed_memory() -> bool:
+    """TRAINING_ENV's glibc settings at run time, for a process started without them (``train()`` called from Python
+    or a notebook); a variable the process was started with is glibc's already and is left alone. False where the C
+    library is not glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no C library by that name, or not glibc
+        return False
+    for key, param in _MALLOPT.items():
+        if key not in os.environ:
+            mallopt(param, min(int(TRAINING_ENV[key]), 2 ** 31 - 1))  # mallopt takes an int
+    return True
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what schedulers and ``docker stop`` send): handled like Ctrl-C, the run saves ``interrupted``."""
 
@@ -73,6 +92,7 @@ def set_device(device: str, cpu_threads: Optional[int] = None, world_size: int =
     paddle.set_device(device)
     if device != "cpu":
         return None
+    keep_freed_memory()
     threads = cpu_threads or (max(1, cpu.usable_cores() // world_size) if world_size > 1 else None)
     if threads:
         set_math_threads(threads)

@@ -50,7 +50,7 @@ def compile_into(folder: str) -> None:
 
     from ..native_output import native_output_redirected
     os.makedirs(folder, exist_ok=True)
-    print(f"edgevit_paddle: compiling the CPU kernels once into {folder} (about 1.5 CPU-minutes: a minute on two "
+    print(f"edgevit_paddle: compiling the CPU kernels once into {folder} (about a CPU-minute: half a minute on two "
           "cores; the layers wait for it)", file=sys.stderr, flush=True)
     started = time.time()
     done, console = threading.Event(), _console()
