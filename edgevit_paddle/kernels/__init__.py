@@ -2,8 +2,8 @@
 convolution forward and backward (EdgeViT's 5x5 LocalAgg and 3x3 positional encodings), the depthwise transposed
 convolution of LocalProp, exact GELU, GroupNorm, LayerNorm (last dimension), the convolutions' per-channel bias
 add, and the matrix products of 1x1 convolutions (the conv FFN, the attention projections) and Linear layers with
-their bias, on the sgemm of the oneDNN inside Paddle's wheel (``gemm.cc``; used only where that library is loaded:
-``onednn_loaded``), and two layout changes Paddle copies element by element: heads split from and merged into
+their bias, on the sgemm of the oneDNN inside Paddle's wheel (``gemm.cc``; ``products_usable``: only where that
+library is loaded), and two layout changes Paddle copies element by element: heads split from and merged into
 tokens, the global attention's sampler, and patches to channels for the patch embeddings (``layout.cc``).
 
 They are Paddle custom operators (``paddle.utils.cpp_extension``; ``depthwise.cc``, ``gelu.cc``, ``norms.cc``,
@@ -47,7 +47,7 @@ from .ops import (
 
 __all__ = ["BUILD_ERRORS", "available", "usable", "set_threads", "bias_add", "depthwise_conv2d",
            "depthwise_conv2d_transpose", "gelu", "group_norm", "layer_norm", "linear", "onednn_loaded",
-           "patchify", "pointwise_conv2d", "subsample", "swap12"]
+           "patchify", "pointwise_conv2d", "products_usable", "subsample", "swap12"]
 
 _state = {"ready": None, "reason": "", "threads": None}
 
@@ -78,6 +78,12 @@ def usable(x) -> bool:
     """Whether ``x`` goes to our kernels: dygraph (an exported program keeps Paddle's ops), CPU, float32, and the
     kernels available. Kept out of dy2static's rewriting, which would evaluate ``x.place`` of a static value."""
     return paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32 and available()
+
+
+@paddle.jit.not_to_static
+def products_usable(x) -> bool:
+    """Whether ``x`` goes to the matrix-product kernels (``gemm.cc``): ``usable(x)`` and Paddle's oneDNN loaded."""
+    return usable(x) and onednn_loaded()
 
 
 def onednn_loaded() -> bool:

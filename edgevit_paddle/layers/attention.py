@@ -57,7 +57,7 @@ class PointwiseLinear(nn.Linear):
     matmul and no transposes. Lets channels-first attention keep the original's qkv weights."""
 
     def forward(self, x):
-        if kernels.usable(x) and kernels.onednn_loaded():  # CPU dygraph: a 1x1 convolution with weight W^T
+        if kernels.products_usable(x):  # CPU dygraph: a 1x1 convolution with weight W^T
             w = self.weight.transpose([1, 0]).reshape([0, 0, 1, 1])
             return kernels.pointwise_conv2d(x.unsqueeze(-1), w, self.bias).squeeze(-1)
         y = paddle.matmul(self.weight, x, transpose_x=True)

@@ -58,9 +58,9 @@ class Conv2D(nn.Conv2D):
         if self.compiled_depthwise and kernels.usable(x):
             out = kernels.depthwise_conv2d(x, self.weight, self.settings.kernel_size[0] // 2)
             return _add_bias(out, self.bias)
-        if self.compiled_pointwise and kernels.usable(x) and kernels.onednn_loaded():
+        if self.compiled_pointwise and kernels.products_usable(x):
             return kernels.pointwise_conv2d(x, self.weight, self.bias)
-        if self.compiled_patches and kernels.usable(x) and kernels.onednn_loaded():
+        if self.compiled_patches and kernels.products_usable(x):
             w = self.weight.reshape([0, -1, 1, 1])
             return kernels.pointwise_conv2d(kernels.patchify(x, self.settings.kernel_size[0]), w, self.bias)
         if self.bias is None or not self.split_bias or not paddle.in_dynamic_mode():

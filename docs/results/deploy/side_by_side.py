@@ -100,8 +100,7 @@ OUR_NAMES = {("onnxruntime", False, "fp32"): "onnxruntime", ("onnxruntime", True
 
 def steps():
     """The steps this CPU runs (bfloat16 only where it has AVX512-BF16 or AMX)."""
-    flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
-    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    bf16 = bool({"avx512_bf16", "amx_bf16"} & set(_flags()))
     return [s for s in STEPS if bf16 or "bf16" not in s]
 
 
@@ -116,10 +115,14 @@ def time_step(out_dir, step, batches, runs):
     return _rounds(runners, batches, runs)
 
 
+def _flags():
+    return next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
+
+
 def _cpu():
     model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     family = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("cpu family")), "?")
-    flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
+    flags = _flags()
     isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
     return f"{model} (family {family}), {os.cpu_count()} cores, {'+'.join(isa)}"
 
